@@ -1,0 +1,71 @@
+#include "common/flags.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/flags/commandlineflag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace taskmesh {
+namespace {
+
+// Flags defined by taskmesh's own sources, as opposed to Abseil's
+// (--flagfile, --fromenv, ...). Bazel compiles with workspace-relative paths.
+bool IsOwnFlagFile(absl::string_view filename) {
+  return !absl::StartsWith(filename, "absl/") &&
+         !absl::StartsWith(filename, "/");
+}
+
+void ApplyEnvironment() {
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (!IsOwnFlagFile(flag->Filename())) continue;
+    const std::string env = FlagEnvName(name);
+    const char* value = std::getenv(env.c_str());
+    if (value == nullptr) continue;
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      std::fprintf(stderr, "ERROR: bad value '%s' in %s for --%s: %s\n", value,
+                   env.c_str(), std::string(name).c_str(), error.c_str());
+      std::exit(2);
+    }
+  }
+}
+
+}  // namespace
+
+std::string FlagEnvName(absl::string_view flag_name) {
+  return absl::StrCat("TASKMESH_", absl::AsciiStrToUpper(flag_name));
+}
+
+std::vector<std::string> ParseFlags(int argc, char** argv,
+                                    absl::string_view usage) {
+  absl::FlagsUsageConfig config;
+  config.contains_help_flags = &IsOwnFlagFile;
+  config.contains_helpshort_flags = &IsOwnFlagFile;
+  config.version_string = [] { return std::string("taskmesh 0.1.0\n"); };
+  absl::SetFlagsUsageConfig(config);
+  absl::SetProgramUsageMessage(absl::StrCat(
+      usage,
+      "\n\nEvery flag --foo_bar may also be set with the environment "
+      "variable TASKMESH_FOO_BAR;\nthe command line wins."));
+
+  ApplyEnvironment();
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    std::fprintf(stderr, "ERROR: unexpected argument '%s' (flags look like --name=value)\n",
+                 positional[1]);
+    std::exit(2);
+  }
+  return std::vector<std::string>(positional.begin(), positional.end());
+}
+
+}  // namespace taskmesh
