@@ -1,5 +1,6 @@
 #include "common/flags.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -14,6 +15,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace taskmesh {
 namespace {
@@ -21,8 +23,32 @@ namespace {
 // Flags defined by taskmesh's own sources, as opposed to Abseil's
 // (--flagfile, --fromenv, ...). Bazel compiles with workspace-relative paths.
 bool IsOwnFlagFile(absl::string_view filename) {
-  return !absl::StartsWith(filename, "absl/") &&
-         !absl::StartsWith(filename, "/");
+  return !absl::StrContains(filename, "absl/") && !absl::StartsWith(filename, "/");
+}
+
+bool WantsHelp(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg == "--help" || arg == "-help" || arg == "-h") return true;
+  }
+  return false;
+}
+
+// `--help`: the binary's own flags, their defaults, environment variables.
+void PrintHelp(absl::string_view usage) {
+  std::vector<std::pair<std::string, const absl::CommandLineFlag*>> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (IsOwnFlagFile(flag->Filename())) flags.emplace_back(std::string(name), flag);
+  }
+  std::sort(flags.begin(), flags.end());
+  std::string out = absl::StrCat(usage, "\n\nFlags (each also settable as TASKMESH_<NAME>; the "
+                                 "command line wins):\n");
+  for (const auto& [name, flag] : flags) {
+    absl::StrAppend(&out, "  --", name, "=", flag->DefaultValue(), "\n      ", flag->Help(),
+                    "  [", FlagEnvName(name), "]\n");
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
 }
 
 void ApplyEnvironment() {
@@ -53,10 +79,11 @@ std::vector<std::string> ParseFlags(int argc, char** argv,
   config.contains_helpshort_flags = &IsOwnFlagFile;
   config.version_string = [] { return std::string("taskmesh 0.1.0\n"); };
   absl::SetFlagsUsageConfig(config);
-  absl::SetProgramUsageMessage(absl::StrCat(
-      usage,
-      "\n\nEvery flag --foo_bar may also be set with the environment "
-      "variable TASKMESH_FOO_BAR;\nthe command line wins."));
+  absl::SetProgramUsageMessage(usage);
+  if (WantsHelp(argc, argv)) {
+    PrintHelp(usage);
+    std::exit(0);
+  }
 
   ApplyEnvironment();
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);

@@ -2,8 +2,9 @@
 //
 // Each flag `--foo_bar` may also be set with the environment variable
 // `TASKMESH_FOO_BAR`; a flag on the command line wins over the environment.
-// A bad flag or value ends the process with status 2 and a one-line reason.
-// `--help` lists the binary's own flags (and the shared ones) and exits 0.
+// A bad flag or value ends the process with a non-zero status and a one-line
+// reason. `--help` lists the binary's own flags with their defaults and
+// environment variables, and exits 0.
 //
 // Example:
 //   ABSL_FLAG(int32_t, concurrency, 8, "handler threads");

@@ -1,0 +1,118 @@
+// task_service: the gRPC TaskService in front of Redis Streams.
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "broker/broker.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "common/shutdown.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "redis/client.h"
+#include "redis/options.h"
+#include "task_service/service.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
+          "gRPC address (HOST:PORT) for TaskService, grpc.health.v1 and reflection");
+ABSL_FLAG(std::string, redis, "redis://127.0.0.1:6379",
+          "Redis URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]");
+ABSL_FLAG(int32_t, redis_connections, 2,
+          "Redis connections; the commands of concurrent RPCs are pipelined on them");
+ABSL_FLAG(absl::Duration, redis_timeout, absl::Seconds(2),
+          "Longest wait for a Redis reply; past it the RPC fails with UNAVAILABLE");
+ABSL_FLAG(absl::Duration, retention, absl::Hours(24 * 7),
+          "How long finished tasks and idempotency records (request_id) are kept");
+ABSL_FLAG(int32_t, default_max_attempts, 3,
+          "Attempts for tasks that do not set max_attempts (1-100)");
+
+namespace taskmesh {
+namespace {
+
+int Main() {
+  log::SetComponent("task_service");
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  absl::StatusOr<redis::ConnectionOptions> redis_options =
+      redis::ParseRedisUrl(absl::GetFlag(FLAGS_redis));
+  if (!redis_options.ok()) {
+    std::fprintf(stderr, "ERROR: --redis: %s\n", std::string(redis_options.status().message()).c_str());
+    return 2;
+  }
+  redis_options->command_timeout = absl::GetFlag(FLAGS_redis_timeout);
+  const int max_attempts = absl::GetFlag(FLAGS_default_max_attempts);
+  if (max_attempts < 1 || max_attempts > 100) {
+    std::fprintf(stderr, "ERROR: --default_max_attempts must be 1-100\n");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_redis_connections) < 1) {
+    std::fprintf(stderr, "ERROR: --redis_connections must be at least 1\n");
+    return 2;
+  }
+
+  BlockShutdownSignals();
+  redis::ClientOptions client_options;
+  client_options.connection = *redis_options;
+  client_options.connections = absl::GetFlag(FLAGS_redis_connections);
+  redis::Client client(client_options);
+  broker::BrokerOptions broker_options;
+  broker_options.default_max_attempts = max_attempts;
+  broker_options.retention = absl::GetFlag(FLAGS_retention);
+  broker::Broker broker(&client, broker_options);
+  task_service::TaskServiceImpl service(&broker);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::fprintf(stderr, "ERROR: --listen: cannot listen on %s\n", listen.c_str());
+    return 1;
+  }
+  log::Info("serving", {{"listen", listen},
+                        {"port", absl::StrCat(port)},
+                        {"redis", redis::DescribeEndpoint(*redis_options)}});
+
+  // Readiness follows Redis: NOT_SERVING while no Redis connection is up.
+  absl::Notification stop;
+  std::thread health([&] {
+    grpc::HealthCheckServiceInterface* hc = server->GetHealthCheckService();
+    bool last = false;
+    hc->SetServingStatus(false);
+    while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(250))) {
+      const bool up = client.connected();
+      if (up != last) {
+        hc->SetServingStatus(up);
+        hc->SetServingStatus("taskmesh.v1.TaskService", up);
+        last = up;
+      }
+    }
+  });
+
+  const int sig = WaitForShutdownSignal();
+  log::Info("shutting down", {{"signal", absl::StrCat(sig)}});
+  stop.Notify();
+  health.join();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->Wait();
+  log::Info("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace taskmesh
+
+int main(int argc, char** argv) {
+  taskmesh::ParseFlags(argc, argv,
+                       "task_service: the taskmesh gRPC TaskService; enqueues tasks on Redis "
+                       "Streams.\n\nUsage: task_service --listen=HOST:PORT "
+                       "--redis=redis://HOST:PORT[/DB]");
+  return taskmesh::Main();
+}

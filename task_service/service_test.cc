@@ -1,0 +1,188 @@
+// TaskService over real gRPC (in-process server on a free port) and a real
+// redis-server.
+#include "task_service/service.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "tests/support/redis_server.h"
+
+namespace taskmesh::task_service {
+namespace {
+
+using ::taskmesh::v1::Task;
+using ::testing::HasSubstr;
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = testing::RedisServer::Start();
+    ASSERT_TRUE(server.ok()) << server.status();
+    redis_ = *std::move(server);
+    redis::ClientOptions options;
+    options.connection = redis_->options();
+    options.connection.command_timeout = absl::Milliseconds(500);
+    client_ = std::make_unique<redis::Client>(options);
+    broker_ = std::make_unique<broker::Broker>(client_.get(), broker::BrokerOptions{});
+    service_ = std::make_unique<TaskServiceImpl>(broker_.get());
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(port, 0);
+    stub_ = taskmesh::v1::TaskService::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+  }
+
+  grpc::Status Create(const std::string& json, Task* task, absl::Duration deadline = absl::Seconds(5)) {
+    taskmesh::v1::CreateTaskRequest request;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &request).ok()) << json;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    return stub_->CreateTask(&ctx, request, task);
+  }
+
+  grpc::Status Get(const std::string& name, Task* task) {
+    taskmesh::v1::GetTaskRequest request;
+    request.set_name(name);
+    grpc::ClientContext ctx;
+    return stub_->GetTask(&ctx, request, task);
+  }
+
+  std::unique_ptr<testing::RedisServer> redis_;
+  std::unique_ptr<redis::Client> client_;
+  std::unique_ptr<broker::Broker> broker_;
+  std::unique_ptr<TaskServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<taskmesh::v1::TaskService::Stub> stub_;
+};
+
+TEST_F(ServiceTest, CreateThenGet) {
+  Task created;
+  grpc::Status s = Create(R"({"parent":"queues/emails","task":{"type":"echo","payload":{"to":"a@b"},
+                               "labels":{"k":"v"}}})", &created);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(created.name(), ::testing::StartsWith("queues/emails/tasks/"));
+  EXPECT_EQ(created.name().size(), std::string("queues/emails/tasks/").size() + 26);
+  EXPECT_EQ(created.state(), Task::PENDING);
+  EXPECT_EQ(created.max_attempts(), 3);
+  EXPECT_TRUE(created.has_create_time());
+
+  Task got;
+  ASSERT_TRUE(Get(created.name(), &got).ok());
+  EXPECT_EQ(got.name(), created.name());
+  EXPECT_EQ(got.payload().struct_value().fields().at("to").string_value(), "a@b");
+  EXPECT_EQ(got.labels().at("k"), "v");
+  EXPECT_EQ(got.create_time().seconds(), created.create_time().seconds());
+}
+
+TEST_F(ServiceTest, ClientChosenIdAndAlreadyExists) {
+  Task t;
+  ASSERT_TRUE(Create(R"({"parent":"queues/q","taskId":"mine","task":{"type":"echo"}})", &t).ok());
+  EXPECT_EQ(t.name(), "queues/q/tasks/mine");
+  grpc::Status again = Create(R"({"parent":"queues/q","taskId":"mine","task":{"type":"echo"}})", &t);
+  EXPECT_EQ(again.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+}
+
+TEST_F(ServiceTest, RequestIdMakesCreateIdempotent) {
+  Task a, b;
+  ASSERT_TRUE(Create(R"({"parent":"queues/q","task":{"type":"echo","requestId":"r-1"}})", &a).ok());
+  ASSERT_TRUE(Create(R"({"parent":"queues/q","task":{"type":"echo","requestId":"r-1"}})", &b).ok());
+  EXPECT_EQ(a.name(), b.name());
+  EXPECT_EQ(client_->Call({"XLEN", "taskmesh:{q}:stream"})->integer(), 1);
+}
+
+TEST_F(ServiceTest, BadRequestsAreInvalidArgumentNamingTheField) {
+  Task t;
+  grpc::Status s = Create(R"({"parent":"queues/q","task":{"type":""}})", &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("task.type"));
+  s = Create(R"({"parent":"nope","task":{"type":"echo"}})", &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("parent"));
+  s = Get("queues/q/oops", &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("name"));
+}
+
+TEST_F(ServiceTest, UnknownTaskIsNotFound) {
+  Task t;
+  grpc::Status s = Get("queues/q/tasks/does-not-exist", &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(s.error_message(), HasSubstr("queues/q/tasks/does-not-exist"));
+}
+
+TEST_F(ServiceTest, BatchCreatesEveryTaskInOrder) {
+  taskmesh::v1::BatchCreateTasksRequest request;
+  request.set_parent("queues/b");
+  for (int i = 0; i < 100; ++i) {
+    auto* r = request.add_requests();
+    r->set_task_id(absl::StrCat("t", i));
+    r->mutable_task()->set_type("echo");
+  }
+  taskmesh::v1::BatchCreateTasksResponse response;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub_->BatchCreateTasks(&ctx, request, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(response.tasks_size(), 100);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(response.tasks(i).name(), absl::StrCat("queues/b/tasks/t", i));
+  }
+  EXPECT_EQ(client_->Call({"XLEN", "taskmesh:{b}:stream"})->integer(), 100);
+}
+
+TEST_F(ServiceTest, BatchRejectsABadEntryBeforeWritingAnything) {
+  taskmesh::v1::BatchCreateTasksRequest request;
+  request.set_parent("queues/b");
+  request.add_requests()->mutable_task()->set_type("echo");
+  request.add_requests()->mutable_task()->set_type("");
+  taskmesh::v1::BatchCreateTasksResponse response;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub_->BatchCreateTasks(&ctx, request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("requests[1].task.type"));
+  EXPECT_EQ(client_->Call({"EXISTS", "taskmesh:{b}:stream"})->integer(), 0);
+}
+
+TEST_F(ServiceTest, RedisDownIsUnavailableWithinTheDeadlineNeverOk) {
+  ASSERT_TRUE(redis_->Kill().ok());
+  Task t;
+  const absl::Time start = absl::Now();
+  grpc::Status s = Create(R"({"parent":"queues/q","task":{"type":"echo"}})", &t, absl::Seconds(3));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  s = Get("queues/q/tasks/x", &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+}
+
+TEST_F(ServiceTest, FrozenRedisIsUnavailableNotAHang) {
+  ASSERT_TRUE(redis_->process().Signal(SIGSTOP).ok());
+  Task t;
+  grpc::Status s = Create(R"({"parent":"queues/q","task":{"type":"echo"}})", &t, absl::Seconds(5));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  ASSERT_TRUE(redis_->process().Signal(SIGCONT).ok());
+}
+
+TEST_F(ServiceTest, NotYetImplementedMethodsSaySo) {
+  taskmesh::v1::CancelTaskRequest request;
+  request.set_name("queues/q/tasks/x");
+  Task t;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub_->CancelTask(&ctx, request, &t);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("CancelTask is not implemented"));
+}
+
+}  // namespace
+}  // namespace taskmesh::task_service
