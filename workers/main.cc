@@ -1,0 +1,152 @@
+// worker: runs tasks from taskmesh queues (Redis Streams consumer groups).
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "broker/broker.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "common/shutdown.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "redis/client.h"
+#include "redis/options.h"
+#include "workers/builtin_handlers.h"
+#include "workers/runtime.h"
+
+ABSL_FLAG(std::string, redis, "redis://127.0.0.1:6379",
+          "Redis URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]");
+ABSL_FLAG(std::string, queues, "default", "Comma-separated queues to run tasks from");
+ABSL_FLAG(int32_t, concurrency, 8, "Handler threads: the most tasks this process runs at once");
+ABSL_FLAG(std::string, consumer, "",
+          "Stable consumer name in the queue's group (default: HOSTNAME-PID)");
+ABSL_FLAG(std::string, health_listen, "0.0.0.0:8081",
+          "gRPC address for grpc.health.v1 (SERVING while connected to Redis); empty: off");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
+          "On SIGTERM: stop fetching and let in-flight tasks finish for this long");
+ABSL_FLAG(absl::Duration, default_timeout, absl::Minutes(30),
+          "Attempt timeout for tasks that set no attempt_timeout");
+ABSL_FLAG(absl::Duration, redis_timeout, absl::Seconds(2),
+          "Longest wait for a Redis reply before the connection is dropped and retried");
+ABSL_FLAG(int32_t, redis_connections, 1,
+          "Redis connections for starting and completing tasks (pipelined), besides the "
+          "fetch connection");
+
+namespace taskmesh {
+namespace {
+
+std::string DefaultConsumer() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return absl::StrCat(host[0] != '\0' ? host : "worker", "-", getpid());
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "ERROR: %s\n", message.c_str());
+  return 2;
+}
+
+int Main() {
+  log::SetComponent("worker");
+  absl::StatusOr<redis::ConnectionOptions> redis_options =
+      redis::ParseRedisUrl(absl::GetFlag(FLAGS_redis));
+  if (!redis_options.ok()) return Fail(absl::StrCat("--redis: ", redis_options.status().message()));
+  redis_options->command_timeout = absl::GetFlag(FLAGS_redis_timeout);
+
+  workers::WorkerOptions options;
+  options.redis = *redis_options;
+  options.queues = absl::StrSplit(absl::GetFlag(FLAGS_queues), ',', absl::SkipWhitespace());
+  if (options.queues.empty()) return Fail("--queues: name at least one queue");
+  options.concurrency = absl::GetFlag(FLAGS_concurrency);
+  if (options.concurrency < 1 || options.concurrency > 4096) {
+    return Fail("--concurrency must be from 1 to 4096");
+  }
+  options.consumer = absl::GetFlag(FLAGS_consumer);
+  if (options.consumer.empty()) options.consumer = DefaultConsumer();
+  options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  options.default_timeout = absl::GetFlag(FLAGS_default_timeout);
+  if (absl::GetFlag(FLAGS_redis_connections) < 1) return Fail("--redis_connections must be >= 1");
+
+  BlockShutdownSignals();
+  redis::ClientOptions client_options;
+  client_options.connection = *redis_options;
+  client_options.connections = absl::GetFlag(FLAGS_redis_connections);
+  redis::Client client(client_options);
+  broker::Broker broker(&client, broker::BrokerOptions{});
+  workers::HandlerRegistry registry;
+  workers::RegisterBuiltinHandlers(registry);
+  workers::Worker worker(options, &registry, &broker);
+
+  std::unique_ptr<grpc::Server> health_server;
+  const std::string health_listen = absl::GetFlag(FLAGS_health_listen);
+  if (!health_listen.empty()) {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(health_listen, grpc::InsecureServerCredentials(), &port);
+    health_server = builder.BuildAndStart();
+    if (health_server == nullptr || port == 0) {
+      return Fail(absl::StrCat("--health_listen: cannot listen on ", health_listen));
+    }
+    log::Info("health serving", {{"listen", health_listen}, {"port", absl::StrCat(port)}});
+  }
+
+  if (absl::Status s = worker.Start(); !s.ok()) return Fail(std::string(s.message()));
+  log::Info("handlers", {{"types", absl::StrJoin(registry.Types(), ",")},
+                         {"redis", redis::DescribeEndpoint(*redis_options)}});
+
+  absl::Notification stop;
+  std::thread health([&] {
+    if (health_server == nullptr) return;
+    grpc::HealthCheckServiceInterface* hc = health_server->GetHealthCheckService();
+    bool last = false;
+    hc->SetServingStatus(false);
+    while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(250))) {
+      const bool up = worker.connected();
+      if (up != last) hc->SetServingStatus(up);
+      last = up;
+    }
+    hc->SetServingStatus(false);
+  });
+
+  const int sig = WaitForShutdownSignal();
+  log::Info("draining", {{"signal", absl::StrCat(sig)},
+                         {"drain_timeout", absl::FormatDuration(options.drain_timeout)}});
+  const bool drained = worker.Stop();
+  stop.Notify();
+  health.join();
+  if (health_server != nullptr) health_server->Shutdown();
+  const workers::WorkerStats stats = worker.stats();
+  log::Info("stopped", {{"drained", drained ? "true" : "false"},
+                        {"succeeded", absl::StrCat(stats.succeeded)},
+                        {"retried", absl::StrCat(stats.retried)},
+                        {"failed", absl::StrCat(stats.failed)}});
+  if (!drained) {
+    // Handler threads that ignored cancellation are still running: leave
+    // without running their destructors.
+    std::fflush(stderr);
+    std::_Exit(0);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace taskmesh
+
+int main(int argc, char** argv) {
+  taskmesh::ParseFlags(argc, argv,
+                       "worker: runs taskmesh tasks from Redis Streams with a pool of handler "
+                       "threads.\nBuilt-in task types: echo, sleep, sha256, fail.\n\nUsage: worker "
+                       "--redis=redis://HOST:PORT[/DB] --queues=q1,q2 --concurrency=N");
+  return taskmesh::Main();
+}

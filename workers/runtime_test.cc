@@ -1,0 +1,201 @@
+// The worker runtime against a real redis-server.
+#include "workers/runtime.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "tests/support/redis_server.h"
+#include "workers/builtin_handlers.h"
+
+namespace taskmesh::workers {
+namespace {
+
+using ::taskmesh::v1::Task;
+using ::testing::HasSubstr;
+
+class RuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = testing::RedisServer::Start();
+    ASSERT_TRUE(server.ok()) << server.status();
+    redis_ = *std::move(server);
+    redis::ClientOptions options;
+    options.connection = redis_->options();
+    client_ = std::make_unique<redis::Client>(options);
+    broker_ = std::make_unique<broker::Broker>(client_.get(), broker::BrokerOptions{});
+    RegisterBuiltinHandlers(registry_);
+    registry_.Register("count", [this](const TaskContext& ctx) -> absl::StatusOr<Result> {
+      absl::MutexLock lock(&mu_);
+      ++runs_[ctx.task_name];
+      return Result::Json("true");
+    });
+  }
+
+  void StartWorker(int concurrency = 4, absl::Duration drain = absl::Seconds(10)) {
+    WorkerOptions options;
+    options.redis = redis_->options();
+    options.queues = {"q"};
+    options.concurrency = concurrency;
+    options.consumer = "test-worker";
+    options.fetch_block = absl::Milliseconds(100);
+    options.drain_timeout = drain;
+    worker_ = std::make_unique<Worker>(options, &registry_, broker_.get());
+    ASSERT_TRUE(worker_->Start().ok());
+  }
+
+  std::string Create(const std::string& type, const std::string& payload_json,
+                     int max_attempts = 0, absl::Duration timeout = absl::ZeroDuration()) {
+    Task task;
+    task.set_type(type);
+    if (!payload_json.empty()) {
+      google::protobuf::Value v;
+      EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(payload_json, &v).ok());
+      *task.mutable_payload() = v;
+    }
+    task.set_max_attempts(max_attempts);
+    if (timeout > absl::ZeroDuration()) {
+      task.mutable_attempt_timeout()->set_nanos(absl::ToInt64Nanoseconds(timeout));
+    }
+    const std::string id = absl::StrCat("t", next_id_++);
+    absl::Notification done;
+    broker_->Create("q", id, task, [&](absl::StatusOr<broker::Broker::Created> c) {
+      EXPECT_TRUE(c.ok()) << c.status();
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return id;
+  }
+
+  Task Get(const std::string& id) {
+    absl::Notification done;
+    Task out;
+    broker_->Get("q", id, [&](absl::StatusOr<Task> t) {
+      if (t.ok()) out = *t;
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return out;
+  }
+
+  // Waits until the task is terminal; returns it.
+  Task AwaitTerminal(const std::string& id, absl::Duration timeout = absl::Seconds(15)) {
+    Task task;
+    testing::WaitFor(timeout, [&] {
+      task = Get(id);
+      return task.state() == Task::SUCCEEDED || task.state() == Task::FAILED ||
+             task.state() == Task::CANCELLED;
+    });
+    return task;
+  }
+
+  std::unique_ptr<testing::RedisServer> redis_;
+  std::unique_ptr<redis::Client> client_;
+  std::unique_ptr<broker::Broker> broker_;
+  HandlerRegistry registry_;
+  std::unique_ptr<Worker> worker_;
+  int next_id_ = 0;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, int> runs_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(RuntimeTest, RunsBuiltinHandlersToSuccess) {
+  StartWorker();
+  const std::string echo = Create("echo", R"({"hello":"world"})");
+  const std::string sha = Create("sha256", R"({"data":"abc"})");
+  Task e = AwaitTerminal(echo);
+  EXPECT_EQ(e.state(), Task::SUCCEEDED);
+  EXPECT_EQ(e.result().struct_value().fields().at("hello").string_value(), "world");
+  EXPECT_EQ(e.attempt(), 1);
+  Task s = AwaitTerminal(sha);
+  EXPECT_EQ(s.state(), Task::SUCCEEDED);
+  EXPECT_EQ(s.result().struct_value().fields().at("sha256").string_value(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST_F(RuntimeTest, UnknownTypeFailsAtOnceNamingTheType) {
+  StartWorker();
+  Task t = AwaitTerminal(Create("no-such-type", ""));
+  EXPECT_EQ(t.state(), Task::FAILED);
+  EXPECT_EQ(t.attempt(), 1);
+  EXPECT_EQ(t.last_error().code(), static_cast<int>(absl::StatusCode::kUnimplemented));
+  EXPECT_THAT(t.last_error().message(), HasSubstr("no handler for task type 'no-such-type'"));
+}
+
+TEST_F(RuntimeTest, FailingTaskIsRetriedThenFailed) {
+  StartWorker();
+  Task t = AwaitTerminal(Create("fail", R"({"message":"broken"})", /*max_attempts=*/3));
+  EXPECT_EQ(t.state(), Task::FAILED);
+  EXPECT_EQ(t.attempt(), 3);
+  EXPECT_EQ(t.last_error().message(), "broken");
+  EXPECT_EQ(worker_->stats().retried, 2);
+  EXPECT_EQ(worker_->stats().failed, 1);
+}
+
+TEST_F(RuntimeTest, AttemptThatOverrunsItsTimeoutFails) {
+  StartWorker();
+  Task t = AwaitTerminal(Create("sleep", R"({"ms":2000})", 1, absl::Milliseconds(100)));
+  EXPECT_EQ(t.state(), Task::FAILED);
+  EXPECT_EQ(t.last_error().code(), static_cast<int>(absl::StatusCode::kDeadlineExceeded));
+}
+
+TEST_F(RuntimeTest, TasksCreatedBeforeTheWorkerStartsRunOnceEach) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 300; ++i) ids.push_back(Create("count", ""));
+  StartWorker(/*concurrency=*/4);
+  for (const std::string& id : ids) ASSERT_EQ(AwaitTerminal(id).state(), Task::SUCCEEDED) << id;
+  absl::MutexLock lock(&mu_);
+  EXPECT_EQ(runs_.size(), 300u);
+  for (const auto& [name, runs] : runs_) EXPECT_EQ(runs, 1) << name;
+}
+
+TEST_F(RuntimeTest, StopLetsInFlightTasksFinish) {
+  StartWorker(2);
+  const std::string id = Create("sleep", R"({"ms":300})");
+  ASSERT_TRUE(testing::WaitFor(absl::Seconds(5), [&] { return Get(id).state() == Task::RUNNING; }));
+  EXPECT_TRUE(worker_->Stop());
+  EXPECT_EQ(Get(id).state(), Task::SUCCEEDED);
+}
+
+TEST_F(RuntimeTest, StopCancelsTasksPastTheDrainTimeout) {
+  StartWorker(1, /*drain=*/absl::Milliseconds(100));
+  const std::string id = Create("sleep", R"({"ms":60000})", 1);
+  ASSERT_TRUE(testing::WaitFor(absl::Seconds(5), [&] { return Get(id).state() == Task::RUNNING; }));
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(worker_->Stop());  // The sleep handler honours cancellation.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  Task t = Get(id);
+  EXPECT_EQ(t.state(), Task::FAILED);
+  EXPECT_EQ(t.last_error().code(), static_cast<int>(absl::StatusCode::kCancelled));
+}
+
+TEST_F(RuntimeTest, KeepsWorkingAcrossARedisRestart) {
+  StartWorker();
+  ASSERT_EQ(AwaitTerminal(Create("echo", "1")).state(), Task::SUCCEEDED);
+  ASSERT_TRUE(redis_->Restart().ok());  // No persistence: a fresh, empty Redis.
+  // The client and the fetch loop reconnect by themselves.
+  std::string id;
+  ASSERT_TRUE(testing::WaitFor(absl::Seconds(10), [&] {
+    Task task;
+    task.set_type("echo");
+    absl::Notification done;
+    bool ok = false;
+    broker_->Create("q", "after-restart", task, [&](absl::StatusOr<broker::Broker::Created> c) {
+      ok = c.ok();
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return ok;
+  }));
+  EXPECT_EQ(AwaitTerminal("after-restart").state(), Task::SUCCEEDED);
+}
+
+}  // namespace
+}  // namespace taskmesh::workers
