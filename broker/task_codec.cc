@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/optional.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -29,9 +30,12 @@ const std::string& StrField(const Record& record, absl::string_view field) {
   return it == record.end() ? *empty : it->second;
 }
 
-void SetTime(const Record& record, absl::string_view field, google::protobuf::Timestamp* ts) {
+// A time field (Unix ms), or nullopt when absent or zero.
+absl::optional<google::protobuf::Timestamp> TimeField(const Record& record,
+                                                      absl::string_view field) {
   const int64_t ms = IntField(record, field);
-  if (ms > 0) *ts = TimeUtil::MillisecondsToTimestamp(ms);
+  if (ms <= 0) return absl::nullopt;
+  return TimeUtil::MillisecondsToTimestamp(ms);
 }
 
 absl::Status ParseJsonValue(const std::string& json, google::protobuf::Value* value) {
@@ -116,7 +120,7 @@ absl::StatusOr<Task> TaskFromRecord(absl::string_view queue, absl::string_view i
   if (const int64_t ms = IntField(record, "tmo_ms"); ms > 0) {
     *task.mutable_attempt_timeout() = TimeUtil::MillisecondsToDuration(ms);
   }
-  SetTime(record, "sched_ms", task.mutable_schedule_time());
+  if (auto t = TimeField(record, "sched_ms")) *task.mutable_schedule_time() = *t;
   task.set_request_id(StrField(record, "req_id"));
   for (const auto& [field, value] : record) {
     if (absl::StartsWith(field, "l:")) (*task.mutable_labels())[field.substr(2)] = value;
@@ -128,10 +132,10 @@ absl::StatusOr<Task> TaskFromRecord(absl::string_view queue, absl::string_view i
   }
   task.set_state(state);
   task.set_attempt(static_cast<int32_t>(IntField(record, "attempt")));
-  SetTime(record, "ctime", task.mutable_create_time());
-  SetTime(record, "mtime", task.mutable_update_time());
-  SetTime(record, "stime", task.mutable_start_time());
-  SetTime(record, "etime", task.mutable_end_time());
+  if (auto t = TimeField(record, "ctime")) *task.mutable_create_time() = *t;
+  if (auto t = TimeField(record, "mtime")) *task.mutable_update_time() = *t;
+  if (auto t = TimeField(record, "stime")) *task.mutable_start_time() = *t;
+  if (auto t = TimeField(record, "etime")) *task.mutable_end_time() = *t;
   if (record.contains("rk")) {
     if (StrField(record, "rk") == "b") {
       task.set_result_bytes(StrField(record, "result"));

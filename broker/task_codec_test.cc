@@ -76,6 +76,18 @@ TEST(TaskCodecTest, MissingPayloadIsJsonNull) {
   EXPECT_EQ(payload->data, "null");
 }
 
+TEST(TaskCodecTest, UnsetTimesStayUnset) {
+  auto out = TaskFromRecord("q", "id", Stored(ParseTask(R"({"type":"echo"})")));
+  ASSERT_TRUE(out.ok());
+  EXPECT_FALSE(out->has_schedule_time());
+  EXPECT_FALSE(out->has_start_time());
+  EXPECT_FALSE(out->has_end_time());
+  EXPECT_FALSE(out->has_attempt_timeout());
+  EXPECT_FALSE(out->has_last_error());
+  EXPECT_FALSE(out->has_progress());
+  EXPECT_TRUE(out->has_create_time());
+}
+
 TEST(TaskCodecTest, DefaultMaxAttemptsApplies) {
   Task in;
   in.set_type("noop");

@@ -72,8 +72,8 @@ std::string FlagEnvName(absl::string_view flag_name) {
   return absl::StrCat("TASKMESH_", absl::AsciiStrToUpper(flag_name));
 }
 
-std::vector<std::string> ParseFlags(int argc, char** argv,
-                                    absl::string_view usage) {
+std::vector<std::string> ParseFlags(int argc, char** argv, absl::string_view usage,
+                                    bool allow_positional) {
   absl::FlagsUsageConfig config;
   config.contains_help_flags = &IsOwnFlagFile;
   config.contains_helpshort_flags = &IsOwnFlagFile;
@@ -87,7 +87,7 @@ std::vector<std::string> ParseFlags(int argc, char** argv,
 
   ApplyEnvironment();
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
-  if (positional.size() > 1) {
+  if (!allow_positional && positional.size() > 1) {
     std::fprintf(stderr, "ERROR: unexpected argument '%s' (flags look like --name=value)\n",
                  positional[1]);
     std::exit(2);

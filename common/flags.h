@@ -22,9 +22,10 @@
 namespace taskmesh {
 
 // Applies TASKMESH_* environment variables, then parses argv. Returns the
-// positional arguments (argv[0] first). Exits on --help or on an error.
-std::vector<std::string> ParseFlags(int argc, char** argv,
-                                    absl::string_view usage);
+// positional arguments (argv[0] first); servers take none, so any is an
+// error unless `allow_positional`. Exits on --help or on an error.
+std::vector<std::string> ParseFlags(int argc, char** argv, absl::string_view usage,
+                                    bool allow_positional = false);
 
 // The environment variable that sets `flag_name`: "foo_bar" -> "TASKMESH_FOO_BAR".
 std::string FlagEnvName(absl::string_view flag_name);

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages, what taskmesh needs to build, run and test,
+# and only what is missing. Idempotent: a second run installs nothing.
+#
+#   scripts/install_deps.sh           build, run and test the C++ mesh
+#   scripts/install_deps.sh --chart   also what validates the Helm chart
+set -euo pipefail
+
+packages=(
+  bazel-bootstrap        # Bazel 4.2.3, works offline against system libraries
+  g++
+  libgrpc++-dev protobuf-compiler-grpc
+  libprotobuf-dev protobuf-compiler
+  libabsl-dev
+  libhiredis-dev
+  libssl-dev
+  libgtest-dev libgmock-dev
+  libbenchmark-dev
+  redis-server redis-tools
+)
+if [[ "${1:-}" == "--chart" ]]; then
+  packages+=(golang-go golang-github-masterminds-sprig-dev python3-kubernetes python3-yaml)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install_deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install_deps: installing ${missing[*]}"
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -q
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+# The Debian package starts a system redis-server on 6379; taskmesh starts its
+# own private servers and does not need it.
+echo "install_deps: done"

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Runs the whole taskmesh mesh on this machine, on an embedded default:
+# a private redis-server (data in .local/redis), the task_service and two
+# workers, all on 127.0.0.1. Ctrl-C (or SIGTERM) stops everything cleanly.
+#
+# Environment (all optional):
+#   TASKMESH_LOCAL_DIR          state and logs        (default: .local)
+#   TASKMESH_LOCAL_REDIS_PORT   private redis-server  (default: 6390)
+#   TASKMESH_LOCAL_GRPC_PORT    task_service gRPC     (default: 50051)
+#   TASKMESH_LOCAL_WORKERS      worker processes      (default: 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+state=${TASKMESH_LOCAL_DIR:-$PWD/.local}
+redis_port=${TASKMESH_LOCAL_REDIS_PORT:-6390}
+grpc_port=${TASKMESH_LOCAL_GRPC_PORT:-50051}
+workers=${TASKMESH_LOCAL_WORKERS:-2}
+
+say() { printf '[run_local] %s\n' "$*"; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+for port in "$redis_port" "$grpc_port"; do
+  if port_busy "$port"; then
+    say "port $port on 127.0.0.1 is in use; stop what uses it or set TASKMESH_LOCAL_*_PORT"
+    exit 1
+  fi
+done
+
+say "checking packages"
+bash scripts/install_deps.sh
+say "building (first build takes a few minutes; later ones seconds)"
+bazel build //task_service //workers:worker //cli:taskctl
+bin=bazel-bin  # the workspace symlink Bazel keeps current
+
+mkdir -p "$state/redis"
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  say "stopping"
+  # Workers first (they drain), then the service, then Redis.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  say "stopped"
+}
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
+
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state/redis" \
+  --appendonly yes --appendfsync everysec --save "" --daemonize no \
+  >"$state/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+redis-cli -p "$redis_port" ping >/dev/null || { say "redis-server did not start: see $state/redis.log"; exit 1; }
+say "redis-server   127.0.0.1:$redis_port (AOF in $state/redis)"
+
+"$bin/task_service/task_service" --listen="127.0.0.1:$grpc_port" \
+  --redis="redis://127.0.0.1:$redis_port" >"$state/task_service.log" 2>&1 &
+pids+=($!)
+
+for i in $(seq "$workers"); do
+  "$bin/workers/worker" --redis="redis://127.0.0.1:$redis_port" --queues=default \
+    --concurrency=4 --consumer="local-worker-$i" --health_listen= \
+    >"$state/worker-$i.log" 2>&1 &
+  pids+=($!)
+done
+
+# Ready when a read goes through the service to Redis (NOT_FOUND).
+ready=
+for _ in $(seq 150); do
+  probe=$("$bin/cli/taskctl" --server="127.0.0.1:$grpc_port" --timeout=1s \
+    get queues/default/tasks/readiness-probe 2>&1 || true)
+  if [[ "$probe" == *NOT_FOUND* ]]; then
+    ready=1
+    break
+  fi
+  sleep 0.1
+done
+[[ -n "$ready" ]] || { say "task_service did not become ready: see $state/task_service.log"; exit 1; }
+
+cat <<INFO
+[run_local] task_service   127.0.0.1:$grpc_port (gRPC: taskmesh.v1.TaskService, health, reflection)
+[run_local] workers        $workers x 4 handler threads on queue 'default'
+[run_local] logs           $state/*.log
+
+Try it (in another terminal):
+  $bin/cli/taskctl --server=127.0.0.1:$grpc_port create default echo '{"hello":"world"}' --wait
+  $bin/cli/taskctl --server=127.0.0.1:$grpc_port create default sha256 '{"data":"abc","rounds":100000}'
+  $bin/cli/taskctl --server=127.0.0.1:$grpc_port get queues/default/tasks/ID
+
+Ctrl-C stops everything.
+INFO
+
+# Run until a signal, or until one of our processes dies.
+while true; do
+  for pid in "${pids[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      say "process $pid exited unexpectedly; logs are in $state"
+      exit 1
+    fi
+  done
+  sleep 1 &
+  wait $! || true
+done
