@@ -1,0 +1,249 @@
+#include "redis/client.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/logging.h"
+
+namespace taskmesh::redis {
+namespace {
+
+// How often an idle I/O thread checks that the server has not closed its
+// connection (a poll(2), no traffic).
+constexpr absl::Duration kIdleCheck = absl::Seconds(1);
+
+absl::Status ShutDown() { return absl::CancelledError("redis: client shut down"); }
+
+}  // namespace
+
+Client::Client(ClientOptions options) : options_(std::move(options)) {
+  const int n = std::max(1, options_.connections);
+  threads_.reserve(n);
+  for (int i = 0; i < n; ++i) threads_.emplace_back([this, i] { Run(i); });
+  completion_thread_ = std::thread([this] { RunRefused(); });
+}
+
+Client::~Client() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  // I/O threads finish the batch in hand and exit; nothing new is sent.
+  for (std::thread& t : threads_) t.join();
+  completion_thread_.join();
+  // No other thread is left: fail what was never sent, here. Their callbacks
+  // may Send() again (refused with CANCELLED), hence the loop.
+  while (true) {
+    std::deque<Pending> queued;
+    std::deque<Refused> refused;
+    {
+      absl::MutexLock lock(&mu_);
+      queued.swap(queue_);
+      refused.swap(refused_);
+    }
+    if (queued.empty() && refused.empty()) break;
+    for (Pending& p : queued) std::move(p.done)(ShutDown());
+    for (Refused& r : refused) std::move(r.done)(std::move(r.status));
+  }
+}
+
+void Client::Send(Args args, Callback done) {
+  Enqueue(Pending{std::move(args), std::move(done), nullptr});
+}
+
+void Client::Eval(const Script& script, const std::vector<std::string>& keys,
+                  const std::vector<std::string>& args, Callback done) {
+  Enqueue(Pending{script.EvalShaArgs(keys, args), std::move(done), &script});
+}
+
+void Client::Enqueue(Pending pending) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) {
+    refused_.push_back(Refused{std::move(pending.done), ShutDown()});
+  } else if (!down_status_.ok()) {
+    // Fail fast, but not inside Send(): the completion thread runs it.
+    refused_.push_back(Refused{std::move(pending.done), down_status_});
+  } else {
+    queue_.push_back(std::move(pending));
+  }
+}
+
+absl::StatusOr<Reply> Client::Call(Args args) {
+  absl::Notification done;
+  absl::StatusOr<Reply> result;
+  Send(std::move(args), [&](absl::StatusOr<Reply> reply) {
+    result = std::move(reply);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+absl::StatusOr<Reply> Client::CallEval(const Script& script,
+                                       const std::vector<std::string>& keys,
+                                       const std::vector<std::string>& args) {
+  absl::Notification done;
+  absl::StatusOr<Reply> result;
+  Eval(script, keys, args, [&](absl::StatusOr<Reply> reply) {
+    result = std::move(reply);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+bool Client::HasWorkOrStopping() const { return stopping_ || !queue_.empty(); }
+
+bool Client::HasRefusedOrStopping() const { return stopping_ || !refused_.empty(); }
+
+void Client::RunRefused() {
+  while (true) {
+    std::deque<Refused> refused;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &Client::HasRefusedOrStopping));
+      if (stopping_) return;  // The destructor runs what is left.
+      refused.swap(refused_);
+    }
+    for (Refused& r : refused) std::move(r.done)(std::move(r.status));
+  }
+}
+
+bool Client::WaitBackoff(absl::Duration backoff) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&stopping_), backoff);
+  return !stopping_;
+}
+
+absl::Status Client::SendBatch(Connection& conn, std::vector<Pending>& batch) {
+  // The first transport failure fails the rest of the batch with its status.
+  absl::Status failure;
+  for (const Pending& p : batch) {
+    failure = conn.Append(p.args);
+    if (!failure.ok()) break;
+  }
+  std::vector<Pending> retries;
+  for (Pending& p : batch) {
+    absl::StatusOr<Reply> reply = failure.ok() ? conn.ReadReply() : failure;
+    if (!reply.ok()) {
+      if (failure.ok()) failure = reply.status();
+    } else if (p.script != nullptr && IsNoScript(*reply)) {
+      // Redis lost its script cache (restart, SCRIPT FLUSH): send the source
+      // once, on this connection, after this batch; EVAL also caches it for
+      // the next EVALSHA. NOSCRIPT means the script did not run.
+      p.args[0] = "EVAL";
+      p.args[1] = p.script->source();
+      p.script = nullptr;
+      retries.push_back(std::move(p));
+      continue;
+    }
+    std::move(p.done)(std::move(reply));
+  }
+  if (retries.empty()) return failure;
+  for (const Pending& p : retries) {
+    if (!failure.ok()) break;
+    failure = conn.Append(p.args);
+  }
+  for (Pending& p : retries) {
+    absl::StatusOr<Reply> reply = failure.ok() ? conn.ReadReply() : failure;
+    if (!reply.ok() && failure.ok()) failure = reply.status();
+    std::move(p.done)(std::move(reply));
+  }
+  return failure;
+}
+
+void Client::Run(int index) {
+  const std::string endpoint = DescribeEndpoint(options_.connection);
+  // max_batch 0 would take nothing from a non-empty queue, forever.
+  const size_t max_batch = std::max<size_t>(1, options_.max_batch);
+  std::unique_ptr<Connection> conn;
+  absl::Duration backoff = options_.min_backoff;
+  std::vector<Pending> batch;
+  batch.reserve(std::min<size_t>(max_batch, 4096));
+
+  const auto drop = [&](const absl::Status& why) {
+    conn.reset();
+    {
+      absl::MutexLock lock(&mu_);
+      live_.fetch_sub(1);
+    }
+    log::Warning("redis connection lost; reconnecting",
+                 {{"endpoint", endpoint},
+                  {"connection", absl::StrCat(index)},
+                  {"error", why.message()}});
+  };
+
+  while (true) {
+    if (conn == nullptr) {
+      absl::StatusOr<std::unique_ptr<Connection>> connected =
+          Connection::Connect(options_.connection);
+      if (!connected.ok()) {
+        std::deque<Pending> failed;
+        {
+          absl::MutexLock lock(&mu_);
+          if (live_.load() == 0) {
+            // No connection is up: callers must not wait for a Redis that
+            // is not there. Fail what is queued, refuse what comes next.
+            if (down_status_.ok()) {
+              down_status_ = connected.status();
+              log::Warning("redis unreachable", {{"endpoint", endpoint},
+                                                 {"error", connected.status().message()}});
+            }
+            failed.swap(queue_);
+          }
+        }
+        for (Pending& p : failed) std::move(p.done)(connected.status());
+        if (!WaitBackoff(backoff)) break;
+        backoff = std::min(backoff * 2, options_.max_backoff);
+        continue;
+      }
+      conn = *std::move(connected);
+      backoff = options_.min_backoff;
+      {
+        absl::MutexLock lock(&mu_);
+        if (live_.fetch_add(1) == 0 && !down_status_.ok()) {
+          down_status_ = absl::OkStatus();
+          log::Info("redis reachable again", {{"endpoint", endpoint}});
+        }
+      }
+    }
+
+    bool has_work;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(this, &Client::HasWorkOrStopping), kIdleCheck);
+      // Queued commands are the destructor's to cancel.
+      if (stopping_) break;
+      has_work = !queue_.empty();
+    }
+    // Before writing, and now and then while idle: has the server closed
+    // this connection meanwhile (restart, CLIENT KILL, idle timeout)? Then
+    // reconnect first rather than fail the batch.
+    if (absl::Status alive = conn->CheckAlive(); !alive.ok()) {
+      drop(alive);
+      continue;
+    }
+    if (!has_work) continue;
+    {
+      absl::MutexLock lock(&mu_);
+      while (!queue_.empty() && batch.size() < max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    if (batch.empty()) continue;  // Another I/O thread took it.
+    absl::Status sent = SendBatch(*conn, batch);
+    batch.clear();
+    if (conn->broken()) drop(sent);
+  }
+  if (conn != nullptr) {
+    absl::MutexLock lock(&mu_);
+    live_.fetch_sub(1);
+  }
+}
+
+}  // namespace taskmesh::redis

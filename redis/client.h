@@ -1,0 +1,142 @@
+// Client: a thread-safe Redis client that pipelines the commands of many
+// concurrent callers on a few connections (auto-pipelining).
+//
+// Each of `connections` I/O threads owns one Connection. It takes every
+// command queued so far (up to `max_batch`), writes them in one go, reads the
+// replies in order, and runs each caller's callback. Under load, one round
+// trip carries many callers' commands: this is where throughput comes from.
+//
+// Failure model: commands never hang. A broken connection fails its in-flight
+// commands with UNAVAILABLE and reconnects with exponential backoff. While no
+// connection can be made, new commands fail at once with UNAVAILABLE (or
+// UNAUTHENTICATED for a bad password) until a reconnect succeeds (fail fast).
+// Before writing, and about once a second while idle, a connection checks
+// that the server has not closed it (a Redis restart), so that a restart
+// does not fail the next commands. Commands are not retried: a command whose
+// connection broke may or may not have run.
+//
+// Callbacks never run inside Send()/Eval(), so a caller may hold a lock of
+// its own around Send() that the callback also takes. They run on an I/O
+// thread, on the client's completion thread (commands refused at once), or
+// on the thread running ~Client (commands still queued then). They must be
+// quick and must not block: never call Call()/CallEval() from a callback.
+// They may call Send() again.
+//
+// Example:
+//   Client client(options);
+//   client.Send({"INCR", "hits"}, [](absl::StatusOr<Reply> reply) { ... });
+//   absl::StatusOr<Reply> pong = client.Call({"PING"});  // blocking
+#ifndef TASKMESH_REDIS_CLIENT_H_
+#define TASKMESH_REDIS_CLIENT_H_
+
+#include <atomic>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "redis/connection.h"
+#include "redis/options.h"
+#include "redis/reply.h"
+#include "redis/script.h"
+
+namespace taskmesh::redis {
+
+struct ClientOptions {
+  ConnectionOptions connection;
+  // I/O threads, each with its own connection (at least 1).
+  int connections = 2;
+  // Most commands written in one batch (at least 1).
+  size_t max_batch = 512;
+  // Reconnect backoff: doubles from min to max while Redis is unreachable.
+  absl::Duration min_backoff = absl::Milliseconds(20);
+  absl::Duration max_backoff = absl::Seconds(1);
+};
+
+class Client {
+ public:
+  using Callback = absl::AnyInvocable<void(absl::StatusOr<Reply>)>;
+
+  // Starts the I/O threads; they connect in the background.
+  explicit Client(ClientOptions options);
+  // Waits for the batches in flight (at most about command_timeout) and any
+  // connect in progress (connect_timeout), then fails every command not yet
+  // sent with CANCELLED. Must not run on one of
+  // the client's own threads (from a callback).
+  ~Client();
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Queues one command. `done` runs exactly once, never inside Send().
+  void Send(Args args, Callback done);
+
+  // Runs `script` by SHA1, sending its source once if Redis lacks it.
+  // `script` must outlive the call (scripts are usually static).
+  void Eval(const Script& script, const std::vector<std::string>& keys,
+            const std::vector<std::string>& args, Callback done);
+
+  // Blocking forms, for threads that may wait (tests, workers, tools).
+  absl::StatusOr<Reply> Call(Args args);
+  absl::StatusOr<Reply> CallEval(const Script& script, const std::vector<std::string>& keys,
+                                 const std::vector<std::string>& args);
+
+  // True while at least one connection is up (a dead idle connection is
+  // noticed within about a second).
+  bool connected() const { return live_.load() > 0; }
+
+  const ClientOptions& options() const { return options_; }
+
+ private:
+  struct Pending {
+    Args args;
+    Callback done;
+    // Set for EVALSHA, so that a NOSCRIPT reply is retried as EVAL.
+    const Script* script = nullptr;
+  };
+
+  // A command refused without being sent, waiting for its callback to run.
+  struct Refused {
+    Callback done;
+    absl::Status status;
+  };
+
+  void Enqueue(Pending pending);
+  // The loop of I/O thread `index`.
+  void Run(int index);
+  // Writes `batch` on `conn`, reads the replies, runs the callbacks. Returns
+  // the transport failure, if any.
+  absl::Status SendBatch(Connection& conn, std::vector<Pending>& batch);
+  // Runs the callbacks of refused commands (the completion thread).
+  void RunRefused();
+  // Sleeps `backoff`; false if the client is stopping.
+  bool WaitBackoff(absl::Duration backoff);
+  bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HasRefusedOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const ClientOptions options_;
+
+  absl::Mutex mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<Refused> refused_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Why the last connect failed, while no connection is up (fail fast).
+  absl::Status down_status_ ABSL_GUARDED_BY(mu_);
+
+  // Connections up. Changed under mu_, read without it by connected().
+  std::atomic<int> live_{0};
+  std::vector<std::thread> threads_;
+  std::thread completion_thread_;
+};
+
+}  // namespace taskmesh::redis
+
+#endif  // TASKMESH_REDIS_CLIENT_H_

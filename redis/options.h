@@ -1,0 +1,44 @@
+// Where and how to reach Redis: parsed from a `redis://` URL plus timeouts.
+//
+// Example:
+//   ASSIGN_OR_RETURN(ConnectionOptions options,
+//                    ParseRedisUrl("redis://:secret@127.0.0.1:6379/2"));
+#ifndef TASKMESH_REDIS_OPTIONS_H_
+#define TASKMESH_REDIS_OPTIONS_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace taskmesh::redis {
+
+struct ConnectionOptions {
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  int db = 0;
+  // ACL user (Redis 6+); empty means the default user.
+  std::string username;
+  // Empty means no AUTH.
+  std::string password;
+  // Bounds the TCP connect plus AUTH/SELECT.
+  absl::Duration connect_timeout = absl::Seconds(1);
+  // Bounds each read and write; a command that takes longer fails with
+  // UNAVAILABLE and the connection is dropped.
+  absl::Duration command_timeout = absl::Seconds(2);
+};
+
+// Parses `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`. Percent-escapes in the
+// user and password are decoded; a lone `redis://SECRET@HOST` is a password.
+// An IPv6 HOST goes in brackets: `redis://[::1]:6379`. PORT is 1-65535, DB
+// 0-15 (Redis's default database count), both plain decimal digits. TLS (`rediss://`) is not supported: hiredis
+// 0.14 has no TLS; put a TLS tunnel (stunnel) in front of Redis instead.
+absl::StatusOr<ConnectionOptions> ParseRedisUrl(absl::string_view url);
+
+// `host:port/db` for logs: never includes the password.
+std::string DescribeEndpoint(const ConnectionOptions& options);
+
+}  // namespace taskmesh::redis
+
+#endif  // TASKMESH_REDIS_OPTIONS_H_

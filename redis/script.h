@@ -1,0 +1,44 @@
+// Script: a Lua script called by SHA1 (EVALSHA), re-sent with EVAL when
+// Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH).
+//
+// Immutable and thread-safe once built.
+//
+// Example:
+//   static const Script kEnqueue(R"lua( ... )lua");
+//   client.Eval(kEnqueue, {key1, key2}, {arg1}, callback);
+#ifndef TASKMESH_REDIS_SCRIPT_H_
+#define TASKMESH_REDIS_SCRIPT_H_
+
+#include <string>
+#include <vector>
+
+#include "redis/connection.h"
+
+namespace taskmesh::redis {
+
+class Script {
+ public:
+  explicit Script(std::string source);
+
+  const std::string& source() const { return source_; }
+  // Lowercase hex SHA1 of the source, as Redis names scripts.
+  const std::string& sha1() const { return sha1_; }
+
+  // EVALSHA sha numkeys keys... args...
+  Args EvalShaArgs(const std::vector<std::string>& keys,
+                   const std::vector<std::string>& args) const;
+  // EVAL source numkeys keys... args... (also caches the script in Redis).
+  Args EvalArgs(const std::vector<std::string>& keys,
+                const std::vector<std::string>& args) const;
+
+ private:
+  std::string source_;
+  std::string sha1_;
+};
+
+// True for the error reply that asks for the script's source.
+bool IsNoScript(const Reply& reply);
+
+}  // namespace taskmesh::redis
+
+#endif  // TASKMESH_REDIS_SCRIPT_H_
