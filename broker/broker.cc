@@ -1,17 +1,20 @@
 #include "broker/broker.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/strings/match.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "broker/keys.h"
 #include "broker/scripts.h"
-#include "common/status_macros.h"
+#include "broker/task_codec.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace taskmesh::broker {
@@ -21,29 +24,37 @@ using ::google::protobuf::util::TimeUtil;
 using ::taskmesh::redis::Reply;
 using ::taskmesh::v1::Task;
 
-int64_t ToInt(const Record& record, absl::string_view field) {
-  int64_t v = 0;
-  auto it = record.find(field);
-  if (it != record.end()) (void)absl::SimpleAtoi(it->second, &v);
-  return v;
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 1000;
+constexpr int kPurgeBatch = 500;
+constexpr const char* kAllStates = "PENDING,SCHEDULED,RUNNING,SUCCEEDED,FAILED,CANCELLED";
+
+std::string EncodeToken(absl::string_view raw) { return absl::WebSafeBase64Escape(raw); }
+
+// Page tokens are opaque to clients: base64 of "a:b" numbers.
+absl::Status DecodeToken(const std::string& token, int64_t* a, int64_t* b) {
+  std::string raw;
+  std::vector<std::string> parts;
+  if (absl::WebSafeBase64Unescape(token, &raw)) parts = absl::StrSplit(raw, ':');
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], a) || !absl::SimpleAtoi(parts[1], b) ||
+      *a < 0 || *b < 0) {
+    return absl::InvalidArgumentError("page_token: not a token this server issued");
+  }
+  return absl::OkStatus();
 }
 
-absl::StatusOr<Lease> LeaseFromRecord(const Delivery& delivery, const Record& record) {
-  Lease lease;
-  lease.delivery = delivery;
-  auto type = record.find("type");
-  if (type == record.end()) {
-    return absl::DataLossError(absl::StrCat("task ", delivery.task_id, " has no type"));
-  }
-  lease.type = type->second;
-  auto payload = record.find("payload");
-  if (payload != record.end()) lease.payload.data = payload->second;
-  auto pk = record.find("pk");
-  lease.payload.is_json = pk == record.end() || pk->second == "j";
-  lease.attempt = static_cast<int>(ToInt(record, "attempt"));
-  lease.max_attempts = static_cast<int>(ToInt(record, "max_att"));
-  lease.timeout = absl::Milliseconds(ToInt(record, "tmo_ms"));
-  return lease;
+int ClampPageSize(int page_size) {
+  if (page_size <= 0) return kDefaultPageSize;
+  return std::min(page_size, kMaxPageSize);
+}
+
+absl::StatusOr<Record> RecordOf(const Reply& reply) { return reply.AsMap(); }
+
+// The transition scripts answer with a word; anything else is a bug.
+absl::StatusOr<std::string> WordOf(const absl::StatusOr<Reply>& reply) {
+  if (!reply.ok()) return reply.status();
+  if (reply->type() == Reply::Type::kInteger) return absl::StrCat(reply->integer());
+  return reply->AsString();
 }
 
 }  // namespace
@@ -52,26 +63,25 @@ Broker::Broker(redis::Client* client, BrokerOptions options)
     : client_(client), options_(std::move(options)) {}
 
 void Broker::Create(const std::string& queue, const std::string& id, const Task& task,
-                    absl::AnyInvocable<void(absl::StatusOr<Created>)> done) {
+                    Callback<Created> done) {
   absl::StatusOr<std::vector<std::string>> fields =
       NewTaskFields(task, options_.default_max_attempts);
   if (!fields.ok()) {
     done(fields.status());
     return;
   }
-  std::vector<std::string> keys = {TaskKey(queue, id), StreamKey(queue)};
+  std::vector<std::string> keys = {TaskKey(queue, id)};
   if (!task.request_id().empty()) keys.push_back(IdempotencyKey(queue, task.request_id()));
-  std::vector<std::string> args = {id, absl::StrCat(absl::ToInt64Seconds(options_.retention))};
-  args.insert(args.end(), std::make_move_iterator(fields->begin()),
+  std::vector<std::string> rest = {id, absl::StrCat(absl::ToInt64Seconds(options_.retention))};
+  rest.insert(rest.end(), std::make_move_iterator(fields->begin()),
               std::make_move_iterator(fields->end()));
 
   // The registry of queue names lives outside the queue's slot, so it cannot
   // join the script; it is idempotent and written first.
   client_->Send({"SADD", std::string(kQueuesKey), queue}, [](absl::StatusOr<Reply>) {});
 
-  // The reply is built from the request, so the task is copied for the callback.
   client_->Eval(
-      scripts::Enqueue(), keys, args,
+      scripts::Enqueue(), keys, ScriptArgs(QueuePrefix(queue), options_, std::move(rest)),
       [this, queue, id, task, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
         if (!reply.ok()) {
           done(reply.status());
@@ -82,19 +92,14 @@ void Broker::Create(const std::string& queue, const std::string& id, const Task&
           return;
         }
         const auto& e = reply->elements();
-        if (reply->type() != Reply::Type::kArray || e.empty()) {
-          done(absl::InternalError(absl::StrCat("enqueue: bad reply ", reply->DebugString())));
-          return;
-        }
-        const int64_t code = e[0].integer();
+        const int64_t code = e.empty() ? -2 : e[0].integer();
         if (code == -1) {
           done(absl::AlreadyExistsError(
               absl::StrCat("task ", TaskName(queue, id), " already exists")));
           return;
         }
         if (code == 0 && e.size() == 2) {
-          const std::string existing = e[1].str();
-          Get(queue, existing, [done = std::move(done)](absl::StatusOr<Task> found) mutable {
+          Get(queue, e[1].str(), [done = std::move(done)](absl::StatusOr<Task> found) mutable {
             if (!found.ok()) {
               done(found.status());
               return;
@@ -103,16 +108,18 @@ void Broker::Create(const std::string& queue, const std::string& id, const Task&
           });
           return;
         }
-        if (code != 1 || e.size() != 3) {
+        Task::State state;
+        if (code != 1 || e.size() != 3 || !Task::State_Parse(e[2].str(), &state)) {
           done(absl::InternalError(absl::StrCat("enqueue: bad reply ", reply->DebugString())));
           return;
         }
+        // The reply is built from the request rather than read back.
         Created created;
         created.task = std::move(task);
         Task& t = created.task;
         t.set_name(TaskName(queue, id));
         if (t.max_attempts() <= 0) t.set_max_attempts(options_.default_max_attempts);
-        t.set_state(Task::PENDING);
+        t.set_state(state);
         t.set_attempt(0);
         *t.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(e[1].integer());
         *t.mutable_update_time() = t.create_time();
@@ -125,145 +132,294 @@ void Broker::Create(const std::string& queue, const std::string& id, const Task&
       });
 }
 
-void Broker::Get(const std::string& queue, const std::string& id,
-                 absl::AnyInvocable<void(absl::StatusOr<Task>)> done) {
+void Broker::Get(const std::string& queue, const std::string& id, Callback<Task> done) {
+  Read(queue, id, [done = std::move(done)](absl::StatusOr<Versioned> v) mutable {
+    if (!v.ok()) {
+      done(v.status());
+      return;
+    }
+    done(std::move(v->task));
+  });
+}
+
+void Broker::Read(const std::string& queue, const std::string& id, Callback<Versioned> done) {
   client_->Send({"HGETALL", TaskKey(queue, id)},
                 [queue, id, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
                   if (!reply.ok()) {
                     done(reply.status());
                     return;
                   }
-                  absl::StatusOr<Record> record = reply->AsMap();
+                  absl::StatusOr<Record> record = RecordOf(*reply);
                   if (!record.ok()) {
                     done(record.status());
                     return;
                   }
-                  done(TaskFromRecord(queue, id, *record));
+                  absl::StatusOr<Task> task = TaskFromRecord(queue, id, *record);
+                  if (!task.ok()) {
+                    done(task.status());
+                    return;
+                  }
+                  done(Versioned{*std::move(task), RecordVersion(*record)});
                 });
 }
 
-absl::Status Broker::EnsureGroups(redis::Connection& conn,
-                                  const std::vector<std::string>& queues) {
-  std::vector<redis::Args> commands;
-  for (const std::string& q : queues) {
-    commands.push_back({"XGROUP", "CREATE", StreamKey(q), std::string(kConsumerGroup), "0",
-                        "MKSTREAM"});
-  }
-  ASSIGN_OR_RETURN(std::vector<Reply> replies, conn.Pipeline(commands));
-  for (const Reply& reply : replies) {
-    if (reply.is_error() && !absl::StartsWith(reply.str(), "BUSYGROUP")) {
-      return reply.ToStatus();
+void Broker::List(const std::string& queue, Task::State state, int page_size,
+                  const std::string& page_token, Callback<TaskPage> done) {
+  int64_t state_index = 1, offset = 0;
+  if (!page_token.empty()) {
+    if (absl::Status s = DecodeToken(page_token, &state_index, &offset); !s.ok()) {
+      done(s);
+      return;
     }
   }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::vector<Delivery>> Broker::Fetch(redis::Connection& conn,
-                                                    const std::string& consumer,
-                                                    const std::vector<std::string>& queues,
-                                                    int count, absl::Duration block) {
-  redis::Args args = {"XREADGROUP", "GROUP",  std::string(kConsumerGroup), consumer,
-                      "COUNT",      absl::StrCat(count), "BLOCK",
-                      absl::StrCat(absl::ToInt64Milliseconds(block)), "STREAMS"};
-  absl::flat_hash_map<std::string, std::string> queue_of_stream;
-  for (const std::string& q : queues) {
-    args.push_back(StreamKey(q));
-    queue_of_stream[args.back()] = q;
-  }
-  for (size_t i = 0; i < queues.size(); ++i) args.push_back(">");
-
-  ASSIGN_OR_RETURN(Reply reply, conn.BlockingCommand(args, block));
-  if (reply.is_error() && absl::StartsWith(reply.str(), "NOGROUP")) {
-    // A stream (and so its group) was deleted, e.g. by a purge: recreate.
-    RETURN_IF_ERROR(EnsureGroups(conn, queues));
-    return std::vector<Delivery>();
-  }
-  RETURN_IF_ERROR(reply.ToStatus());
-  std::vector<Delivery> deliveries;
-  if (reply.is_nil()) return deliveries;  // Nothing arrived within `block`.
-  for (const Reply& stream : reply.elements()) {
-    ASSIGN_OR_RETURN(const std::vector<Reply>* pair, stream.AsArray(2));
-    auto q = queue_of_stream.find((*pair)[0].str());
-    if (q == queue_of_stream.end()) {
-      return absl::InternalError(absl::StrCat("XREADGROUP: unknown stream ", (*pair)[0].str()));
-    }
-    for (const Reply& entry : (*pair)[1].elements()) {
-      ASSIGN_OR_RETURN(const std::vector<Reply>* id_fields, entry.AsArray(2));
-      Delivery d;
-      d.queue = q->second;
-      d.stream_id = (*id_fields)[0].str();
-      const auto& fields = (*id_fields)[1].elements();
-      for (size_t i = 0; i + 1 < fields.size(); i += 2) {
-        if (fields[i].str() == "id") d.task_id = fields[i + 1].str();
-      }
-      deliveries.push_back(std::move(d));
-    }
-  }
-  return deliveries;
-}
-
-void Broker::Start(const Delivery& delivery,
-                   absl::AnyInvocable<void(absl::StatusOr<absl::optional<Lease>>)> done) {
+  const std::string states =
+      state == Task::STATE_UNSPECIFIED ? kAllStates : Task::State_Name(state);
   client_->Eval(
-      scripts::Start(), {TaskKey(delivery.queue, delivery.task_id), StreamKey(delivery.queue)},
-      {std::string(kConsumerGroup), delivery.stream_id},
-      [delivery, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+      scripts::List(), {MetaKey(queue)},
+      ScriptArgs(QueuePrefix(queue), options_,
+                 {states, absl::StrCat(std::max<int64_t>(1, state_index)), absl::StrCat(offset),
+                  absl::StrCat(ClampPageSize(page_size))}),
+      [queue, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
         if (!reply.ok()) {
           done(reply.status());
           return;
         }
-        if (reply->is_nil()) {
-          done(absl::optional<Lease>());
+        if (reply->is_error() || reply->elements().size() < 2) {
+          done(reply->is_error() ? reply->ToStatus()
+                                 : absl::InternalError("list: bad reply"));
           return;
         }
-        absl::StatusOr<Record> record = reply->AsMap();
-        if (!record.ok()) {
-          done(record.status());
-          return;
+        const auto& e = reply->elements();
+        TaskPage page;
+        for (size_t i = 2; i + 1 < e.size(); i += 2) {
+          absl::StatusOr<Record> record = RecordOf(e[i + 1]);
+          if (!record.ok()) {
+            done(record.status());
+            return;
+          }
+          absl::StatusOr<Task> task = TaskFromRecord(queue, e[i].str(), *record);
+          if (task.ok()) page.tasks.push_back(*std::move(task));
         }
-        absl::StatusOr<Lease> lease = LeaseFromRecord(delivery, *record);
-        if (!lease.ok()) {
-          done(lease.status());
-          return;
+        if (e[1].integer() >= 0) {
+          page.next_page_token = EncodeToken(absl::StrCat(e[0].integer(), ":", e[1].integer()));
         }
-        done(absl::optional<Lease>(*std::move(lease)));
+        done(std::move(page));
       });
 }
 
-void Broker::Complete(const Lease& lease, const Outcome& outcome,
-                      absl::AnyInvocable<void(absl::StatusOr<Completion>)> done) {
-  const Delivery& d = lease.delivery;
-  const bool ok = outcome.status.ok();
-  client_->Eval(
-      scripts::Complete(), {TaskKey(d.queue, d.task_id), StreamKey(d.queue)},
-      {std::string(kConsumerGroup), d.stream_id, absl::StrCat(lease.attempt), ok ? "S" : "F",
-       outcome.result.is_json ? "j" : "b", ok ? outcome.result.data : "",
-       absl::StrCat(ok ? 0 : static_cast<int>(outcome.status.code())),
-       ok ? "" : std::string(outcome.status.message()),
-       absl::StrCat(absl::ToInt64Milliseconds(options_.retention)),
-       outcome.retryable ? "1" : "0", d.task_id},
-      [done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+void Broker::Reread(const std::string& queue, const std::string& id,
+                    absl::StatusOr<Reply> reply, Callback<Task> done) {
+  absl::StatusOr<std::string> word = WordOf(reply);
+  if (!word.ok()) {
+    done(word.status());
+    return;
+  }
+  if (*word == "notfound") {
+    done(absl::NotFoundError(absl::StrCat("task ", TaskName(queue, id), " not found")));
+    return;
+  }
+  Get(queue, id, std::move(done));
+}
+
+void Broker::Cancel(const std::string& queue, const std::string& id, Callback<Task> done) {
+  client_->Eval(scripts::Cancel(), {TaskKey(queue, id)},
+                ScriptArgs(QueuePrefix(queue), options_, {id}),
+                [this, queue, id, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+                  absl::StatusOr<std::string> word = WordOf(reply);
+                  if (word.ok() && *word != "cancelled" && *word != "requested" &&
+                      *word != "notfound") {
+                    done(absl::FailedPreconditionError(absl::StrCat(
+                        "task ", TaskName(queue, id), " is already ", *word,
+                        "; only SCHEDULED, PENDING and RUNNING tasks can be cancelled")));
+                    return;
+                  }
+                  Reread(queue, id, std::move(reply), std::move(done));
+                });
+}
+
+void Broker::Retry(const std::string& queue, const std::string& id, Callback<Task> done) {
+  client_->Eval(scripts::Retry(), {TaskKey(queue, id)},
+                ScriptArgs(QueuePrefix(queue), options_, {id}),
+                [this, queue, id, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+                  absl::StatusOr<std::string> word = WordOf(reply);
+                  if (word.ok() && *word != "retried" && *word != "notfound") {
+                    done(absl::FailedPreconditionError(absl::StrCat(
+                        "task ", TaskName(queue, id), " is ", *word,
+                        "; only FAILED and CANCELLED tasks can be retried")));
+                    return;
+                  }
+                  Reread(queue, id, std::move(reply), std::move(done));
+                });
+}
+
+void Broker::Delete(const std::string& queue, const std::string& id, Callback<bool> done) {
+  client_->Eval(scripts::Delete(), {TaskKey(queue, id)},
+                ScriptArgs(QueuePrefix(queue), options_, {id}),
+                [queue, id, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+                  absl::StatusOr<std::string> word = WordOf(reply);
+                  if (!word.ok()) {
+                    done(word.status());
+                  } else if (*word == "notfound") {
+                    done(absl::NotFoundError(
+                        absl::StrCat("task ", TaskName(queue, id), " not found")));
+                  } else if (*word == "RUNNING") {
+                    done(absl::FailedPreconditionError(
+                        absl::StrCat("task ", TaskName(queue, id),
+                                     " is RUNNING; cancel it first, then delete it")));
+                  } else {
+                    done(true);
+                  }
+                });
+}
+
+void Broker::GetQueue(const std::string& queue, Callback<taskmesh::v1::Queue> done) {
+  client_->Send(
+      {"SISMEMBER", std::string(kQueuesKey), queue},
+      [this, queue, done = std::move(done)](absl::StatusOr<Reply> known) mutable {
+        if (!known.ok()) {
+          done(known.status());
+          return;
+        }
+        if (known->integer() != 1) {
+          done(absl::NotFoundError(absl::StrCat("queue queues/", queue, " not found")));
+          return;
+        }
+        client_->Eval(
+            scripts::Stats(), {MetaKey(queue)}, ScriptArgs(QueuePrefix(queue), options_, {}),
+            [queue, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+              if (!reply.ok()) {
+                done(reply.status());
+                return;
+              }
+              absl::StatusOr<const std::vector<Reply>*> v = reply->AsArray(7);
+              if (!v.ok()) {
+                done(v.status());
+                return;
+              }
+              const auto& e = **v;
+              taskmesh::v1::Queue q;
+              q.set_name(absl::StrCat("queues/", queue));
+              q.set_paused(e[0].integer() == 1);
+              q.set_pending(e[1].integer());
+              q.set_running(e[2].integer());
+              q.set_scheduled(e[3].integer());
+              q.set_dead(e[4].integer());
+              q.set_succeeded_per_second(e[5].integer() / 60.0);
+              q.set_failed_per_second(e[6].integer() / 60.0);
+              done(std::move(q));
+            });
+      });
+}
+
+void Broker::ListQueues(int page_size, const std::string& page_token, Callback<QueuePage> done) {
+  int64_t offset = 0, unused = 0;
+  if (!page_token.empty()) {
+    if (absl::Status s = DecodeToken(page_token, &offset, &unused); !s.ok()) {
+      done(s);
+      return;
+    }
+  }
+  const int size = ClampPageSize(page_size);
+  client_->Send(
+      {"SMEMBERS", std::string(kQueuesKey)},
+      [this, offset, size, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
         if (!reply.ok()) {
           done(reply.status());
           return;
         }
-        absl::StatusOr<std::string> word = reply->AsString();
-        if (!word.ok()) {
-          done(word.status());
+        std::vector<std::string> names;
+        for (const Reply& r : reply->elements()) names.push_back(r.str());
+        std::sort(names.begin(), names.end());
+        const size_t begin = std::min<size_t>(offset, names.size());
+        const size_t end = std::min<size_t>(begin + size, names.size());
+        // Collects the queues' figures, which arrive in any order.
+        struct Gather {
+          absl::Mutex mu;
+          QueuePage page;
+          size_t remaining;
+          absl::Status error;
+          Callback<QueuePage> done;
+        };
+        auto gather = std::make_shared<Gather>();
+        gather->page.queues.resize(end - begin);
+        gather->remaining = end - begin;
+        gather->done = std::move(done);
+        if (end < names.size()) gather->page.next_page_token = EncodeToken(absl::StrCat(end, ":0"));
+        if (begin == end) {
+          gather->done(std::move(gather->page));
           return;
         }
-        if (*word == "succeeded") {
-          done(Completion::kSucceeded);
-        } else if (*word == "retrying") {
-          done(Completion::kRetrying);
-        } else if (*word == "failed") {
-          done(Completion::kFailed);
-        } else if (*word == "fenced") {
-          done(Completion::kFenced);
-        } else {
-          done(absl::InternalError(absl::StrCat("complete: bad reply ", *word)));
+        for (size_t i = begin; i < end; ++i) {
+          GetQueue(names[i], [gather, i, begin](absl::StatusOr<taskmesh::v1::Queue> q) {
+            bool last;
+            {
+              absl::MutexLock lock(&gather->mu);
+              if (q.ok()) {
+                gather->page.queues[i - begin] = *std::move(q);
+              } else if (gather->error.ok()) {
+                gather->error = q.status();
+              }
+              last = --gather->remaining == 0;
+            }
+            if (!last) return;
+            if (gather->error.ok()) {
+              gather->done(std::move(gather->page));
+            } else {
+              gather->done(gather->error);
+            }
+          });
         }
       });
+}
+
+void Broker::SetPaused(const std::string& queue, bool paused, Callback<taskmesh::v1::Queue> done) {
+  redis::Args args = paused ? redis::Args{"HSET", MetaKey(queue), "paused", "1"}
+                            : redis::Args{"HDEL", MetaKey(queue), "paused"};
+  client_->Send({"SISMEMBER", std::string(kQueuesKey), queue},
+                [this, queue, args = std::move(args),
+                 done = std::move(done)](absl::StatusOr<Reply> known) mutable {
+                  if (!known.ok()) {
+                    done(known.status());
+                    return;
+                  }
+                  if (known->integer() != 1) {
+                    done(absl::NotFoundError(absl::StrCat("queue queues/", queue, " not found")));
+                    return;
+                  }
+                  client_->Send(std::move(args), [this, queue, done = std::move(done)](
+                                                     absl::StatusOr<Reply> reply) mutable {
+                    if (!reply.ok()) {
+                      done(reply.status());
+                      return;
+                    }
+                    GetQueue(queue, std::move(done));
+                  });
+                });
+}
+
+void Broker::Purge(const std::string& queue, bool include_pending, Callback<int64_t> done) {
+  PurgeMore(queue, include_pending, 0, std::move(done));
+}
+
+// Deletes in batches, so that Redis never blocks long on one script.
+void Broker::PurgeMore(const std::string& queue, bool include_pending, int64_t so_far,
+                       Callback<int64_t> done) {
+  client_->Eval(scripts::Purge(), {MetaKey(queue)},
+                ScriptArgs(QueuePrefix(queue), options_,
+                           {include_pending ? "1" : "0", absl::StrCat(kPurgeBatch)}),
+                [this, queue, include_pending, so_far,
+                 done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+                  absl::StatusOr<int64_t> n = reply.ok() ? reply->AsInteger() : reply.status();
+                  if (!n.ok()) {
+                    done(n.status());
+                    return;
+                  }
+                  if (*n >= kPurgeBatch) {
+                    PurgeMore(queue, include_pending, so_far + *n, std::move(done));
+                    return;
+                  }
+                  done(so_far + *n);
+                });
 }
 
 }  // namespace taskmesh::broker

@@ -1,69 +1,33 @@
-// Broker: the queue protocol on Redis Streams, shared by the task_service
-// (producer side) and the workers (consumer side).
+// Broker: the producer side of the queue protocol, used by the task_service:
+// create, read, list, cancel, retry and delete tasks; read, pause and purge
+// queues. (Workers use broker::Consumer.)
 //
-// Thread-safe. Does not own the redis::Client. Asynchronous calls run their
-// callback on a Redis I/O thread: callbacks must not block.
+// Thread-safe. Does not own the redis::Client. Every call is asynchronous
+// and runs its callback on a Redis I/O thread: callbacks must not block.
 //
-// Example (producer):
+// Example:
 //   Broker broker(&client, {});
 //   broker.Create("emails", NewTaskId(absl::Now()), task,
 //                 [](absl::StatusOr<Broker::Created> created) { ... });
-// Example (consumer):
-//   ASSIGN_OR_RETURN(auto deliveries, broker.Fetch(*conn, "worker-1", {"emails"}, 16, absl::Seconds(1)));
-//   for (auto& d : deliveries) broker.Start(d, [](absl::StatusOr<absl::optional<Lease>> lease) { ... });
 #ifndef TASKMESH_BROKER_BROKER_H_
 #define TASKMESH_BROKER_BROKER_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
-#include "absl/types/optional.h"
-#include "broker/task_codec.h"
+#include "broker/options.h"
 #include "redis/client.h"
-#include "redis/connection.h"
+#include "taskmesh/v1/queue.pb.h"
 #include "taskmesh/v1/task.pb.h"
 
 namespace taskmesh::broker {
 
-struct BrokerOptions {
-  // Attempts for a task that does not set max_attempts.
-  int default_max_attempts = 3;
-  // How long finished tasks and idempotency records are kept.
-  absl::Duration retention = absl::Hours(24 * 7);
-};
-
-// A stream entry handed to a consumer.
-struct Delivery {
-  std::string queue;
-  std::string stream_id;
-  std::string task_id;
-};
-
-// A task that a worker now runs (state RUNNING), and what it needs to run it.
-struct Lease {
-  Delivery delivery;
-  std::string type;
-  Blob payload;
-  int attempt = 0;
-  int max_attempts = 0;
-  // Zero: the worker's default.
-  absl::Duration timeout;
-};
-
-// What one attempt produced.
-struct Outcome {
-  // OK: `result` is the task's result. Else the attempt failed.
-  absl::Status status;
-  Blob result;
-  // False: fail the task now, whatever attempts are left.
-  bool retryable = true;
-};
-
-enum class Completion { kSucceeded, kRetrying, kFailed, kFenced };
+template <typename T>
+using Callback = absl::AnyInvocable<void(absl::StatusOr<T>)>;
 
 class Broker {
  public:
@@ -73,40 +37,72 @@ class Broker {
     bool existing = false;
   };
 
+  struct TaskPage {
+    std::vector<taskmesh::v1::Task> tasks;
+    // Empty on the last page.
+    std::string next_page_token;
+  };
+
+  struct QueuePage {
+    std::vector<taskmesh::v1::Queue> queues;
+    std::string next_page_token;
+  };
+
   Broker(redis::Client* client, BrokerOptions options);
 
   const BrokerOptions& options() const { return options_; }
 
-  // Writes the task record, its stream entry and (with a request_id) its
-  // idempotency record in one atomic step. ALREADY_EXISTS if `id` is taken.
+  // Writes the task record, its stream entry (or its place in the scheduled
+  // set, for a future schedule_time) and the idempotency record in one
+  // atomic step. ALREADY_EXISTS if `id` is taken.
   void Create(const std::string& queue, const std::string& id, const taskmesh::v1::Task& task,
-              absl::AnyInvocable<void(absl::StatusOr<Created>)> done);
+              Callback<Created> done);
 
-  // Reads a task. NOT_FOUND when there is no such task (or it expired).
-  void Get(const std::string& queue, const std::string& id,
-           absl::AnyInvocable<void(absl::StatusOr<taskmesh::v1::Task>)> done);
+  struct Versioned {
+    taskmesh::v1::Task task;
+    // Bumped by every transition; orders reads against events.
+    int64_t version = 0;
+  };
 
-  // Creates the consumer group of each queue (and its stream) if missing.
-  // The group starts at the stream's beginning, so tasks created before any
-  // worker existed are delivered.
-  absl::Status EnsureGroups(redis::Connection& conn, const std::vector<std::string>& queues);
+  // NOT_FOUND when there is no such task (or it expired).
+  void Get(const std::string& queue, const std::string& id, Callback<taskmesh::v1::Task> done);
+  void Read(const std::string& queue, const std::string& id, Callback<Versioned> done);
 
-  // Reads up to `count` new entries from the queues' streams as `consumer`,
-  // waiting up to `block` for one. Uses `conn` exclusively (a blocking read
-  // must not stall the pipelined client). Recreates missing groups.
-  absl::StatusOr<std::vector<Delivery>> Fetch(redis::Connection& conn, const std::string& consumer,
-                                              const std::vector<std::string>& queues, int count,
-                                              absl::Duration block);
+  // A page of the queue's tasks, by state then by time they entered it.
+  // `state` STATE_UNSPECIFIED lists every state. Page tokens are offsets: a
+  // task that changes state between pages may be skipped or seen twice.
+  void List(const std::string& queue, taskmesh::v1::Task::State state, int page_size,
+            const std::string& page_token, Callback<TaskPage> done);
 
-  // PENDING -> RUNNING. Yields nullopt for a stale entry (nothing to run).
-  void Start(const Delivery& delivery,
-             absl::AnyInvocable<void(absl::StatusOr<absl::optional<Lease>>)> done);
+  // PENDING/SCHEDULED: CANCELLED at once. RUNNING: the worker is asked to
+  // stop (the task ends CANCELLED when it does). Terminal: FAILED_PRECONDITION.
+  void Cancel(const std::string& queue, const std::string& id, Callback<taskmesh::v1::Task> done);
 
-  // Records the attempt's outcome, fenced by attempt number.
-  void Complete(const Lease& lease, const Outcome& outcome,
-                absl::AnyInvocable<void(absl::StatusOr<Completion>)> done);
+  // FAILED or CANCELLED -> PENDING with fresh attempts; else FAILED_PRECONDITION.
+  void Retry(const std::string& queue, const std::string& id, Callback<taskmesh::v1::Task> done);
+
+  // Removes a task (and its request_id); RUNNING tasks: FAILED_PRECONDITION.
+  void Delete(const std::string& queue, const std::string& id, Callback<bool> done);
+
+  // The queue's figures. NOT_FOUND for a queue that never had a task.
+  void GetQueue(const std::string& queue, Callback<taskmesh::v1::Queue> done);
+
+  void ListQueues(int page_size, const std::string& page_token, Callback<QueuePage> done);
+
+  // Pauses (workers fetch nothing) or resumes a queue; returns its figures.
+  void SetPaused(const std::string& queue, bool paused, Callback<taskmesh::v1::Queue> done);
+
+  // Deletes dead (FAILED) tasks, and PENDING and SCHEDULED ones too with
+  // `include_pending`. Returns how many.
+  void Purge(const std::string& queue, bool include_pending, Callback<int64_t> done);
 
  private:
+  // After a transition script: reads the task back.
+  void Reread(const std::string& queue, const std::string& id, absl::StatusOr<redis::Reply> reply,
+              Callback<taskmesh::v1::Task> done);
+  void PurgeMore(const std::string& queue, bool include_pending, int64_t so_far,
+                 Callback<int64_t> done);
+
   redis::Client* const client_;
   const BrokerOptions options_;
 };

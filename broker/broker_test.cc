@@ -1,101 +1,23 @@
-// The queue protocol against a real redis-server.
+// The producer side of the queue protocol against a real redis-server.
 #include "broker/broker.h"
 
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
-#include "broker/ids.h"
-#include "broker/keys.h"
+#include "absl/strings/str_cat.h"
+#include "broker/test_fixture.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/support/redis_server.h"
 
 namespace taskmesh::broker {
 namespace {
 
 using ::taskmesh::v1::Task;
+using ::testing::HasSubstr;
 
-// Runs an asynchronous broker call and waits for its result.
-template <typename T, typename F>
-absl::StatusOr<T> Await(F call) {
-  absl::Notification done;
-  absl::StatusOr<T> result = absl::UnknownError("not called");
-  call([&](absl::StatusOr<T> r) {
-    result = std::move(r);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return result;
-}
+using BrokerTest = BrokerFixture;
 
-class BrokerTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto server = testing::RedisServer::Start();
-    ASSERT_TRUE(server.ok()) << server.status();
-    redis_ = *std::move(server);
-    redis::ClientOptions options;
-    options.connection = redis_->options();
-    client_ = std::make_unique<redis::Client>(options);
-    broker_ = std::make_unique<Broker>(client_.get(), BrokerOptions{});
-    auto conn = redis::Connection::Connect(redis_->options());
-    ASSERT_TRUE(conn.ok()) << conn.status();
-    conn_ = *std::move(conn);
-  }
-
-  absl::StatusOr<Broker::Created> Create(const std::string& queue, const std::string& id,
-                                         const Task& task) {
-    return Await<Broker::Created>([&](auto cb) { broker_->Create(queue, id, task, std::move(cb)); });
-  }
-
-  absl::StatusOr<Task> Get(const std::string& queue, const std::string& id) {
-    return Await<Task>([&](auto cb) { broker_->Get(queue, id, std::move(cb)); });
-  }
-
-  absl::StatusOr<absl::optional<Lease>> Start(const Delivery& d) {
-    return Await<absl::optional<Lease>>([&](auto cb) { broker_->Start(d, std::move(cb)); });
-  }
-
-  absl::StatusOr<Completion> Complete(const Lease& lease, const Outcome& outcome) {
-    return Await<Completion>([&](auto cb) { broker_->Complete(lease, outcome, std::move(cb)); });
-  }
-
-  std::vector<Delivery> Fetch(const std::vector<std::string>& queues) {
-    auto d = broker_->Fetch(*conn_, "c1", queues, 10, absl::Milliseconds(100));
-    EXPECT_TRUE(d.ok()) << d.status();
-    return d.ok() ? *d : std::vector<Delivery>();
-  }
-
-  // Fetches and starts the one task waiting on `queue`.
-  Lease FetchAndStart(const std::string& queue) {
-    std::vector<Delivery> d = Fetch({queue});
-    EXPECT_EQ(d.size(), 1u);
-    if (d.empty()) return {};
-    auto lease = Start(d[0]);
-    EXPECT_TRUE(lease.ok() && lease->has_value());
-    return lease.ok() && lease->has_value() ? **lease : Lease{};
-  }
-
-  int64_t StreamLength(const std::string& queue) {
-    return client_->Call({"XLEN", StreamKey(queue)})->integer();
-  }
-
-  static Task EchoTask() {
-    Task t;
-    t.set_type("echo");
-    t.set_payload_bytes("hello");
-    return t;
-  }
-
-  std::unique_ptr<testing::RedisServer> redis_;
-  std::unique_ptr<redis::Client> client_;
-  std::unique_ptr<Broker> broker_;
-  std::unique_ptr<redis::Connection> conn_;
-};
-
-TEST_F(BrokerTest, CreateWritesRecordStreamEntryAndQueueName) {
-  ASSERT_TRUE(broker_->EnsureGroups(*conn_, {"q"}).ok());
+TEST_F(BrokerTest, CreateWritesRecordStreamEntryIndexAndQueueName) {
   auto created = Create("q", "t1", EchoTask());
   ASSERT_TRUE(created.ok()) << created.status();
   EXPECT_FALSE(created->existing);
@@ -109,7 +31,31 @@ TEST_F(BrokerTest, CreateWritesRecordStreamEntryAndQueueName) {
   EXPECT_EQ(got->payload_bytes(), "hello");
   EXPECT_EQ(got->state(), Task::PENDING);
   EXPECT_EQ(StreamLength("q"), 1);
-  EXPECT_EQ(client_->Call({"SISMEMBER", std::string(kQueuesKey), "q"})->integer(), 1);
+  EXPECT_EQ(Count({"ZCARD", StateIndexKey("q", "PENDING")}), 1);
+  EXPECT_EQ(Count({"SISMEMBER", std::string(kQueuesKey), "q"}), 1);
+}
+
+TEST_F(BrokerTest, PriorityPicksTheStream) {
+  Task high = EchoTask();
+  high.set_priority(Task::HIGH);
+  Task low = EchoTask();
+  low.set_priority(Task::LOW);
+  ASSERT_TRUE(Create("q", "h", high).ok());
+  ASSERT_TRUE(Create("q", "l", low).ok());
+  ASSERT_TRUE(Create("q", "d", EchoTask()).ok());
+  EXPECT_EQ(Count({"XLEN", StreamKey("q", "high")}), 1);
+  EXPECT_EQ(Count({"XLEN", StreamKey("q", "low")}), 1);
+  EXPECT_EQ(StreamLength("q"), 1);
+}
+
+TEST_F(BrokerTest, FutureScheduleTimeWaitsInTheScheduledSet) {
+  Task task = EchoTask();
+  task.mutable_schedule_time()->set_seconds(absl::ToUnixSeconds(absl::Now()) + 3600);
+  auto created = Create("q", "later", task);
+  ASSERT_TRUE(created.ok());
+  EXPECT_EQ(created->task.state(), Task::SCHEDULED);
+  EXPECT_EQ(StreamLength("q"), 0);
+  EXPECT_EQ(Count({"ZCARD", ScheduledKey("q")}), 1);
 }
 
 TEST_F(BrokerTest, TaskIdInUseIsAlreadyExists) {
@@ -121,8 +67,7 @@ TEST_F(BrokerTest, TaskIdInUseIsAlreadyExists) {
 TEST_F(BrokerTest, SameRequestIdReturnsFirstTaskAndWritesNothing) {
   Task task = EchoTask();
   task.set_request_id("req-42");
-  auto first = Create("q", "a", task);
-  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(Create("q", "a", task).ok());
   auto second = Create("q", "b", task);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_TRUE(second->existing);
@@ -135,125 +80,159 @@ TEST_F(BrokerTest, UnknownTaskIsNotFound) {
   EXPECT_EQ(Get("q", "missing").status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(BrokerTest, TasksCreatedBeforeTheGroupAreDelivered) {
-  ASSERT_TRUE(Create("q", "early", EchoTask()).ok());
-  ASSERT_TRUE(broker_->EnsureGroups(*conn_, {"q"}).ok());
-  ASSERT_TRUE(broker_->EnsureGroups(*conn_, {"q"}).ok());  // Idempotent.
-  std::vector<Delivery> d = Fetch({"q"});
-  ASSERT_EQ(d.size(), 1u);
-  EXPECT_EQ(d[0].task_id, "early");
-  EXPECT_EQ(d[0].queue, "q");
-}
-
-TEST_F(BrokerTest, FetchFromSeveralQueuesAndEmptyFetchTimesOut) {
-  ASSERT_TRUE(broker_->EnsureGroups(*conn_, {"a", "b"}).ok());
-  EXPECT_TRUE(Fetch({"a", "b"}).empty());
-  ASSERT_TRUE(Create("a", "1", EchoTask()).ok());
-  ASSERT_TRUE(Create("b", "2", EchoTask()).ok());
-  std::vector<Delivery> d = Fetch({"a", "b"});
-  ASSERT_EQ(d.size(), 2u);
-  EXPECT_EQ(d[0].queue == "a" ? d[0].task_id : d[1].task_id, "1");
-}
-
-TEST_F(BrokerTest, SuccessfulRunStoresResultAcksAndDeletesEntry) {
-  ASSERT_TRUE(broker_->EnsureGroups(*conn_, {"q"}).ok());
+TEST_F(BrokerTest, CancelPendingRemovesItsStreamEntry) {
   ASSERT_TRUE(Create("q", "t", EchoTask()).ok());
-  Lease lease = FetchAndStart("q");
-  EXPECT_EQ(lease.type, "echo");
-  EXPECT_EQ(lease.payload.data, "hello");
-  EXPECT_FALSE(lease.payload.is_json);
-  EXPECT_EQ(lease.attempt, 1);
-  EXPECT_EQ(Get("q", "t")->state(), Task::RUNNING);
-
-  Outcome outcome;
-  outcome.result = Blob{true, R"({"echo":"hello"})"};
-  auto c = Complete(lease, outcome);
-  ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(*c, Completion::kSucceeded);
-  auto task = Get("q", "t");
-  ASSERT_TRUE(task.ok());
-  EXPECT_EQ(task->state(), Task::SUCCEEDED);
-  EXPECT_EQ(task->result().struct_value().fields().at("echo").string_value(), "hello");
-  EXPECT_TRUE(task->has_end_time());
-  EXPECT_EQ(StreamLength("q"), 0);  // Finished entries are removed.
-  auto pending = client_->Call({"XPENDING", StreamKey("q"), std::string(kConsumerGroup)});
-  EXPECT_EQ(pending->elements()[0].integer(), 0);
-  auto ttl = client_->Call({"PTTL", TaskKey("q", "t")});
-  EXPECT_GT(ttl->integer(), 0);  // Finished records expire after the retention.
+  auto t = Await<Task>([&](auto cb) { broker_->Cancel("q", "t", std::move(cb)); });
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->state(), Task::CANCELLED);
+  EXPECT_TRUE(t->has_end_time());
+  EXPECT_EQ(StreamLength("q"), 0);
+  EXPECT_TRUE(Fetch("q").empty());
+  // Terminal: cannot be cancelled again.
+  auto again = Await<Task>([&](auto cb) { broker_->Cancel("q", "t", std::move(cb)); });
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr("already CANCELLED"));
 }
 
-TEST_F(BrokerTest, FailedAttemptRetriesUntilAttemptsRunOut) {
-  ASSERT_TRUE(broker_->EnsureGroups(*conn_, {"q"}).ok());
+TEST_F(BrokerTest, CancelScheduledRemovesItFromTheScheduledSet) {
   Task task = EchoTask();
-  task.set_max_attempts(2);
+  task.mutable_schedule_time()->set_seconds(absl::ToUnixSeconds(absl::Now()) + 3600);
   ASSERT_TRUE(Create("q", "t", task).ok());
-  Outcome fail;
-  fail.status = absl::InternalError("boom");
+  auto t = Await<Task>([&](auto cb) { broker_->Cancel("q", "t", std::move(cb)); });
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->state(), Task::CANCELLED);
+  EXPECT_EQ(Count({"ZCARD", ScheduledKey("q")}), 0);
+}
 
-  Lease first = FetchAndStart("q");
-  EXPECT_EQ(*Complete(first, fail), Completion::kRetrying);
-  EXPECT_EQ(Get("q", "t")->state(), Task::PENDING);
-  EXPECT_EQ(Get("q", "t")->last_error().message(), "boom");
+TEST_F(BrokerTest, RetryRerunsAFailedTaskWithFreshAttempts) {
+  Task task = EchoTask();
+  task.set_max_attempts(1);
+  ASSERT_TRUE(Create("q", "t", task).ok());
+  Lease lease = FetchOne("q");
+  ASSERT_EQ(*Complete(lease, Failure("boom")), Completion::kFailed);
+  auto retried = Await<Task>([&](auto cb) { broker_->Retry("q", "t", std::move(cb)); });
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->state(), Task::PENDING);
+  EXPECT_EQ(retried->attempt(), 0);
+  EXPECT_FALSE(retried->has_last_error());
+  EXPECT_EQ(Count({"PTTL", TaskKey("q", "t")}), -1);  // No longer expires.
+  Lease again = FetchOne("q");
+  EXPECT_EQ(again.attempt, 1);
+  EXPECT_EQ(*Complete(again, Success("ok")), Completion::kSucceeded);
+  // Only FAILED and CANCELLED tasks can be retried.
+  EXPECT_EQ(Await<Task>([&](auto cb) { broker_->Retry("q", "t", std::move(cb)); }).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
 
-  Lease second = FetchAndStart("q");
-  EXPECT_EQ(second.attempt, 2);
-  EXPECT_EQ(*Complete(second, fail), Completion::kFailed);
-  auto final_task = Get("q", "t");
-  EXPECT_EQ(final_task->state(), Task::FAILED);
-  EXPECT_EQ(final_task->attempt(), 2);
-  EXPECT_EQ(final_task->last_error().code(), static_cast<int>(absl::StatusCode::kInternal));
+TEST_F(BrokerTest, DeleteRemovesEverythingButNotARunningTask) {
+  Task task = EchoTask();
+  task.set_request_id("r");
+  ASSERT_TRUE(Create("q", "t", task).ok());
+  ASSERT_TRUE(Create("q", "run", EchoTask()).ok());
+  auto deleted = Await<bool>([&](auto cb) { broker_->Delete("q", "t", std::move(cb)); });
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(Get("q", "t").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Count({"EXISTS", IdempotencyKey("q", "r")}), 0);
+  EXPECT_EQ(Count({"ZSCORE", StateIndexKey("q", "PENDING"), "t"}), 0);
+  EXPECT_EQ(Await<bool>([&](auto cb) { broker_->Delete("q", "t", std::move(cb)); }).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_EQ(Fetch("q").size(), 1u);  // "run" is now RUNNING.
+  auto running = Await<bool>([&](auto cb) { broker_->Delete("q", "run", std::move(cb)); });
+  EXPECT_EQ(running.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(BrokerTest, ListPagesThroughStatesInOrder) {
+  for (int i = 0; i < 7; ++i) ASSERT_TRUE(Create("q", absl::StrCat("t", i), EchoTask()).ok());
+  Lease lease = FetchOne("q");  // t0 RUNNING
+  ASSERT_EQ(lease.task_id, "t0");
+  std::vector<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    auto page = Await<Broker::TaskPage>([&](auto cb) {
+      broker_->List("q", Task::STATE_UNSPECIFIED, 3, token, std::move(cb));
+    });
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const Task& t : page->tasks) seen.push_back(t.name());
+    token = page->next_page_token;
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(seen.size(), 7u);
+  EXPECT_EQ(seen.back(), "queues/q/tasks/t0");  // PENDING pages come before RUNNING.
+  auto running = Await<Broker::TaskPage>(
+      [&](auto cb) { broker_->List("q", Task::RUNNING, 10, "", std::move(cb)); });
+  ASSERT_TRUE(running.ok());
+  ASSERT_EQ(running->tasks.size(), 1u);
+  EXPECT_EQ(running->tasks[0].name(), "queues/q/tasks/t0");
+  EXPECT_TRUE(running->next_page_token.empty());
+  auto bad = Await<Broker::TaskPage>(
+      [&](auto cb) { broker_->List("q", Task::RUNNING, 10, "garbage!", std::move(cb)); });
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(BrokerTest, QueueFiguresPauseAndResume) {
+  EXPECT_EQ(Await<taskmesh::v1::Queue>([&](auto cb) { broker_->GetQueue("q", std::move(cb)); })
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Create("q", absl::StrCat("t", i), EchoTask()).ok());
+  Lease lease = FetchOne("q");
+  ASSERT_EQ(*Complete(lease, Success("ok")), Completion::kSucceeded);
+  Lease running = FetchOne("q");
+  auto q = Await<taskmesh::v1::Queue>([&](auto cb) { broker_->GetQueue("q", std::move(cb)); });
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->name(), "queues/q");
+  EXPECT_EQ(q->pending(), 1);
+  EXPECT_EQ(q->running(), 1);
+  EXPECT_FALSE(q->paused());
+
+  auto paused = Await<taskmesh::v1::Queue>(
+      [&](auto cb) { broker_->SetPaused("q", true, std::move(cb)); });
+  ASSERT_TRUE(paused.ok());
+  EXPECT_TRUE(paused->paused());
+  auto f = consumer_->Fetch("q", 10);
+  ASSERT_TRUE(f.ok());
+  EXPECT_TRUE(f->paused);
+  EXPECT_TRUE(f->leases.empty());
+  // Creating still works while paused.
+  EXPECT_TRUE(Create("q", "while-paused", EchoTask()).ok());
+  ASSERT_TRUE(Await<taskmesh::v1::Queue>(
+                  [&](auto cb) { broker_->SetPaused("q", false, std::move(cb)); })
+                  .ok());
+  EXPECT_EQ(Fetch("q").size(), 2u);
+
+  auto list = Await<Broker::QueuePage>([&](auto cb) { broker_->ListQueues(10, "", std::move(cb)); });
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->queues.size(), 1u);
+  EXPECT_EQ(list->queues[0].name(), "queues/q");
+}
+
+TEST_F(BrokerTest, OutcomesShowAsRates) {
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Create("q", absl::StrCat("t", i), EchoTask()).ok());
+  for (const Lease& l : Fetch("q")) ASSERT_TRUE(Complete(l, Success("x")).ok());
+  // Rates count whole seconds that have passed: look until the second rolls over.
+  ASSERT_TRUE(testing::WaitFor(absl::Seconds(3), [&] {
+    auto q = Await<taskmesh::v1::Queue>([&](auto cb) { broker_->GetQueue("q", std::move(cb)); });
+    return q.ok() && q->succeeded_per_second() > 0;
+  }));
+  auto q = Await<taskmesh::v1::Queue>([&](auto cb) { broker_->GetQueue("q", std::move(cb)); });
+  EXPECT_DOUBLE_EQ(q->succeeded_per_second(), 4 / 60.0);
+}
+
+TEST_F(BrokerTest, PurgeDeletesDeadAndOptionallyWaitingTasks) {
+  Task once = EchoTask();
+  once.set_max_attempts(1);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Create("q", absl::StrCat("dead", i), once).ok());
+  for (const Lease& l : Fetch("q", 3)) ASSERT_EQ(*Complete(l, Failure("x")), Completion::kFailed);
+  ASSERT_TRUE(Create("q", "waiting", EchoTask()).ok());
+  auto purged = Await<int64_t>([&](auto cb) { broker_->Purge("q", false, std::move(cb)); });
+  ASSERT_TRUE(purged.ok());
+  EXPECT_EQ(*purged, 3);
+  EXPECT_EQ(StateOf("q", "waiting"), Task::PENDING);
+  purged = Await<int64_t>([&](auto cb) { broker_->Purge("q", true, std::move(cb)); });
+  EXPECT_EQ(*purged, 1);
   EXPECT_EQ(StreamLength("q"), 0);
-}
-
-TEST_F(BrokerTest, NonRetryableFailureEndsAtOnce) {
-  ASSERT_TRUE(broker_->EnsureGroups(*conn_, {"q"}).ok());
-  ASSERT_TRUE(Create("q", "t", EchoTask()).ok());
-  Lease lease = FetchAndStart("q");
-  Outcome outcome;
-  outcome.status = absl::UnimplementedError("no handler");
-  outcome.retryable = false;
-  EXPECT_EQ(*Complete(lease, outcome), Completion::kFailed);
-  EXPECT_EQ(Get("q", "t")->state(), Task::FAILED);
-  EXPECT_EQ(Get("q", "t")->attempt(), 1);
-}
-
-TEST_F(BrokerTest, StaleCompletionIsFenced) {
-  ASSERT_TRUE(broker_->EnsureGroups(*conn_, {"q"}).ok());
-  ASSERT_TRUE(Create("q", "t", EchoTask()).ok());
-  Lease lease = FetchAndStart("q");
-  Outcome fail;
-  fail.status = absl::InternalError("first");
-  ASSERT_EQ(*Complete(lease, fail), Completion::kRetrying);
-  Lease newer = FetchAndStart("q");
-  // The first attempt's holder reports again, late: nothing may change.
-  Outcome late;
-  late.result = Blob{false, "stale"};
-  EXPECT_EQ(*Complete(lease, late), Completion::kFenced);
-  EXPECT_EQ(Get("q", "t")->state(), Task::RUNNING);
-  Outcome ok;
-  ok.result = Blob{false, "fresh"};
-  EXPECT_EQ(*Complete(newer, ok), Completion::kSucceeded);
-  EXPECT_EQ(Get("q", "t")->result_bytes(), "fresh");
-}
-
-TEST_F(BrokerTest, StaleEntryOfDeletedTaskIsDropped) {
-  ASSERT_TRUE(broker_->EnsureGroups(*conn_, {"q"}).ok());
-  ASSERT_TRUE(Create("q", "t", EchoTask()).ok());
-  ASSERT_TRUE(client_->Call({"DEL", TaskKey("q", "t")}).ok());
-  std::vector<Delivery> d = Fetch({"q"});
-  ASSERT_EQ(d.size(), 1u);
-  auto lease = Start(d[0]);
-  ASSERT_TRUE(lease.ok());
-  EXPECT_FALSE(lease->has_value());
-  EXPECT_EQ(StreamLength("q"), 0);
-}
-
-TEST_F(BrokerTest, FetchRecreatesAGroupDeletedWithItsStream) {
-  ASSERT_TRUE(broker_->EnsureGroups(*conn_, {"q"}).ok());
-  ASSERT_TRUE(client_->Call({"DEL", StreamKey("q")}).ok());
-  EXPECT_TRUE(Fetch({"q"}).empty());
-  ASSERT_TRUE(Create("q", "t", EchoTask()).ok());
-  EXPECT_EQ(Fetch({"q"}).size(), 1u);
+  EXPECT_TRUE(Fetch("q").empty());
 }
 
 TEST_F(BrokerTest, RedisDownMeansUnavailableNotOk) {

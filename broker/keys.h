@@ -1,33 +1,79 @@
-// The Redis layout of a queue. Every key of queue Q carries the hash tag {Q},
-// so that one queue lives in one Redis Cluster slot.
+// The Redis layout of a queue. Every key of queue Q starts with the prefix
+// `taskmesh:{Q}:`, whose hash tag {Q} puts one queue in one Redis Cluster slot.
 //
-//   taskmesh:{Q}:stream        stream of task ids; consumer group "workers"
-//   taskmesh:{Q}:t:ID          hash: one task's record (see task_codec.h)
-//   taskmesh:{Q}:idem:REQID    string: the task id created for a request_id
-//   taskmesh:queues            set: every queue name (global, not per slot)
+//   taskmesh:{Q}:stream          stream of PENDING task ids (DEFAULT priority);
+//   taskmesh:{Q}:stream:high     ... HIGH and LOW priority; consumer group
+//   taskmesh:{Q}:stream:low      "workers" on each
+//   taskmesh:{Q}:t:ID            hash: one task's record (see task_codec.h)
+//   taskmesh:{Q}:idem:REQID      string: the task id created for a request_id
+//   taskmesh:{Q}:scheduled       sorted set: SCHEDULED ids by due time (ms)
+//   taskmesh:{Q}:s:STATE         sorted set: ids in STATE by time entered (ms)
+//   taskmesh:{Q}:meta            hash: queue settings (paused)
+//   taskmesh:{Q}:n:ok|fail:SEC   counters of outcomes per second (2 min TTL)
+//   taskmesh:{Q}:events          pub/sub channel: "ID VERSION STATE ATTEMPT"
+//   taskmesh:queues              set: every queue name (global, not per slot)
 #ifndef TASKMESH_BROKER_KEYS_H_
 #define TASKMESH_BROKER_KEYS_H_
 
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 
 namespace taskmesh::broker {
 
 inline constexpr absl::string_view kConsumerGroup = "workers";
 inline constexpr absl::string_view kQueuesKey = "taskmesh:queues";
+// Pattern of every queue's events channel (PSUBSCRIBE).
+inline constexpr absl::string_view kEventsPattern = "taskmesh:*:events";
 
-inline std::string StreamKey(absl::string_view queue) {
-  return absl::StrCat("taskmesh:{", queue, "}:stream");
+inline std::string QueuePrefix(absl::string_view queue) {
+  return absl::StrCat("taskmesh:{", queue, "}:");
+}
+
+// The stream of DEFAULT priority; `suffix` "high" or "low" for the others.
+inline std::string StreamKey(absl::string_view queue, absl::string_view suffix = "") {
+  if (suffix.empty()) return absl::StrCat(QueuePrefix(queue), "stream");
+  return absl::StrCat(QueuePrefix(queue), "stream:", suffix);
 }
 
 inline std::string TaskKey(absl::string_view queue, absl::string_view id) {
-  return absl::StrCat("taskmesh:{", queue, "}:t:", id);
+  return absl::StrCat(QueuePrefix(queue), "t:", id);
 }
 
 inline std::string IdempotencyKey(absl::string_view queue, absl::string_view request_id) {
-  return absl::StrCat("taskmesh:{", queue, "}:idem:", request_id);
+  return absl::StrCat(QueuePrefix(queue), "idem:", request_id);
+}
+
+inline std::string ScheduledKey(absl::string_view queue) {
+  return absl::StrCat(QueuePrefix(queue), "scheduled");
+}
+
+inline std::string StateIndexKey(absl::string_view queue, absl::string_view state) {
+  return absl::StrCat(QueuePrefix(queue), "s:", state);
+}
+
+inline std::string MetaKey(absl::string_view queue) {
+  return absl::StrCat(QueuePrefix(queue), "meta");
+}
+
+inline std::string CounterKey(absl::string_view queue, absl::string_view what, int64_t second) {
+  return absl::StrCat(QueuePrefix(queue), "n:", what, ":", second);
+}
+
+inline std::string EventsChannel(absl::string_view queue) {
+  return absl::StrCat(QueuePrefix(queue), "events");
+}
+
+// The queue of an events channel; empty when `channel` is not one.
+inline std::string QueueOfEventsChannel(absl::string_view channel) {
+  if (!absl::ConsumePrefix(&channel, "taskmesh:{") ||
+      !absl::ConsumeSuffix(&channel, "}:events")) {
+    return "";
+  }
+  return std::string(channel);
 }
 
 }  // namespace taskmesh::broker

@@ -1,91 +1,527 @@
 #include "broker/scripts.h"
 
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
 namespace taskmesh::broker::scripts {
 namespace {
 
-// Milliseconds on the Redis server clock.
-#define TM_LUA_NOW                           \
-  "local t = redis.call('TIME')\n"          \
-  "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+// Shared by every script: key helpers, the clock, state moves and events.
+constexpr char kPrelude[] = R"lua(
+local P = ARGV[1]
+local RETENTION = tonumber(ARGV[2])
+local G = 'workers'
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function tkey(id) return P .. 't:' .. id end
+
+-- The stream of a priority (Task.Priority: 3 HIGH, 1 LOW, else DEFAULT).
+local function stream_for(prio)
+  if prio == '3' then return P .. 'stream:high' end
+  if prio == '1' then return P .. 'stream:low' end
+  return P .. 'stream'
+end
+
+-- Moves a task between state indexes, bumps its version, tells watchers.
+local function set_state(id, task, from, to, now)
+  if from then redis.call('ZREM', P .. 's:' .. from, id) end
+  redis.call('ZADD', P .. 's:' .. to, now, id)
+  redis.call('HSET', task, 'state', to, 'mtime', now)
+  local ver = redis.call('HINCRBY', task, 'ver', 1)
+  local attempt = redis.call('HGET', task, 'attempt') or '0'
+  redis.call('PUBLISH', P .. 'events', id .. ' ' .. ver .. ' ' .. to .. ' ' .. attempt)
+end
+
+-- Counts an outcome in a per-second bucket kept for two minutes.
+local function count(what, now)
+  local k = P .. 'n:' .. what .. ':' .. math.floor(now / 1000)
+  redis.call('INCR', k)
+  redis.call('EXPIRE', k, 120)
+end
+
+-- Ends a task: terminal state, expiry after the retention, old index
+-- entries pruned.
+local function finish(id, task, from, to, now)
+  redis.call('HSET', task, 'etime', now)
+  redis.call('HDEL', task, 'lease', 'cancel')
+  set_state(id, task, from, to, now)
+  redis.call('PEXPIRE', task, RETENTION)
+  redis.call('ZREMRANGEBYSCORE', P .. 's:' .. to, '-inf', now - RETENTION)
+end
+
+-- Appends a task id to a stream. A new stream gets its consumer group at
+-- once, so that its lag is visible (to KEDA) before any worker exists.
+local function xadd(stream, id)
+  if redis.call('EXISTS', stream) == 0 then
+    redis.call('XGROUP', 'CREATE', stream, G, '0', 'MKSTREAM')
+  end
+  return redis.call('XADD', stream, '*', 'id', id)
+end
+
+local function ack(stream, sid)
+  redis.call('XACK', stream, G, sid)
+  redis.call('XDEL', stream, sid)
+end
+
+-- Starts the task of a delivered stream entry under a lease; returns its
+-- record, or nil when there is nothing to run (stale entry, dead letter).
+local function start(stream, sid, id, consumer, lease_ms, poison_after, now)
+  local task = tkey(id)
+  local cur = redis.call('HMGET', task, 'state', 'sid', 'attempt', 'max_att', 'cancel')
+  local state = cur[1]
+  if cur[2] ~= sid or (state ~= 'PENDING' and state ~= 'RUNNING') then
+    ack(stream, sid)
+    return nil
+  end
+  if state == 'RUNNING' then
+    -- The previous attempt's lease expired: its worker crashed or froze.
+    local lost = redis.call('HINCRBY', task, 'lost', 1)
+    if cur[5] == '1' then
+      ack(stream, sid)
+      redis.call('HSET', task, 'err_code', 1, 'err_msg', 'cancelled while running')
+      finish(id, task, 'RUNNING', 'CANCELLED', now)
+      return nil
+    end
+    local attempt = tonumber(cur[3])
+    if lost >= poison_after or attempt >= tonumber(cur[4]) then
+      ack(stream, sid)
+      redis.call('HSET', task, 'err_code', 10, 'err_msg',
+        'attempt ' .. attempt .. ' was lost: its worker stopped renewing the lease (crashed or ' ..
+        'stalled); ' .. lost .. ' attempt(s) lost in all, dead-lettered')
+      count('fail', now)
+      finish(id, task, 'RUNNING', 'FAILED', now)
+      return nil
+    end
+  end
+  redis.call('HINCRBY', task, 'attempt', 1)
+  redis.call('HSET', task, 'stime', now, 'lease', now + lease_ms, 'consumer', consumer)
+  set_state(id, task, state, 'RUNNING', now)
+  return redis.call('HGETALL', task)
+end
+
+local function id_of(fields)
+  if not fields then return nil end
+  for i = 1, #fields, 2 do
+    if fields[i] == 'id' then return fields[i + 1] end
+  end
+  return nil
+end
+
+-- Starts each entry of an XREADGROUP/XAUTOCLAIM entry list; appends
+-- stream, entry id, record to `out`. Returns how many entries it saw.
+local function start_entries(out, stream, entries, consumer, lease_ms, poison_after, now)
+  for _, e in ipairs(entries) do
+    local id = id_of(e[2])
+    if id then
+      local rec = start(stream, e[1], id, consumer, lease_ms, poison_after, now)
+      if rec then
+        out[#out + 1] = stream
+        out[#out + 1] = e[1]
+        out[#out + 1] = rec
+      end
+    else
+      -- Deleted entry still pending: nothing to run.
+      redis.call('XACK', stream, G, e[1])
+    end
+  end
+  return #entries
+end
+)lua";
+
+const redis::Script* Make(const char* body) {
+  return new redis::Script(absl::StrCat(kPrelude, body));
+}
 
 }  // namespace
 
-// KEYS: task record, stream[, idempotency record]
-// ARGV: task id, idempotency TTL in seconds, field, value, ...
-// Returns {1, now_ms, stream_id} when created, {0, existing_id} for a known
-// request_id, {-1} when the task id is taken.
+// KEYS: task record[, idempotency record]
+// ARGV: P, retention, id, idempotency TTL (s), field, value, ...
+// -> {1, now, state} created; {0, existing id} for a known request_id;
+//    {-1} when the id is taken.
 const redis::Script& Enqueue() {
-  static const redis::Script* script = new redis::Script(
-      "if #KEYS >= 3 then\n"
-      "  local existing = redis.call('GET', KEYS[3])\n"
-      "  if existing then return {0, existing} end\n"
-      "end\n"
-      "if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end\n"
-      TM_LUA_NOW
-      "local fields = {'state', 'PENDING', 'attempt', 0, 'ctime', now, 'mtime', now}\n"
-      "for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end\n"
-      "redis.call('HSET', KEYS[1], unpack(fields))\n"
-      "local sid = redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])\n"
-      "redis.call('HSET', KEYS[1], 'sid', sid)\n"
-      "if #KEYS >= 3 then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2]) end\n"
-      "return {1, now, sid}\n");
-  return *script;
+  static const redis::Script* s = Make(R"lua(
+if #KEYS >= 2 then
+  local existing = redis.call('GET', KEYS[2])
+  if existing then return {0, existing} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
+local id = ARGV[3]
+local now = now_ms()
+local fields = {'id', id, 'attempt', 0, 'lost', 0, 'ver', 0, 'ctime', now}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+local h = redis.call('HMGET', KEYS[1], 'sched_ms', 'prio')
+local state = 'PENDING'
+if (tonumber(h[1]) or 0) > now then
+  redis.call('ZADD', P .. 'scheduled', h[1], id)
+  state = 'SCHEDULED'
+else
+  local sid = xadd(stream_for(h[2]), id)
+  redis.call('HSET', KEYS[1], 'sid', sid)
+end
+set_state(id, KEYS[1], nil, state, now)
+if #KEYS >= 2 then redis.call('SET', KEYS[2], id, 'EX', ARGV[4]) end
+return {1, now, state}
+)lua");
+  return *s;
 }
 
-// KEYS: task record, stream
-// ARGV: consumer group, stream entry id
-// Returns the record (HGETALL) of the task now RUNNING, or nil when the entry
-// is stale (task cancelled, deleted, or re-enqueued under another entry);
-// a stale entry is acknowledged and deleted.
-const redis::Script& Start() {
-  static const redis::Script* script = new redis::Script(
-      "local cur = redis.call('HMGET', KEYS[1], 'state', 'sid')\n"
-      "if cur[1] ~= 'PENDING' or cur[2] ~= ARGV[2] then\n"
-      "  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])\n"
-      "  redis.call('XDEL', KEYS[2], ARGV[2])\n"
-      "  return false\n"
-      "end\n"
-      TM_LUA_NOW
-      "redis.call('HINCRBY', KEYS[1], 'attempt', 1)\n"
-      "redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'stime', now, 'mtime', now)\n"
-      "return redis.call('HGETALL', KEYS[1])\n");
-  return *script;
+// KEYS: queue meta
+// ARGV: P, retention, consumer, count, lease ms, poison after, stream order
+//       (a string of h/d/l: high, default, low)
+// -> {'paused'} | {'ok', stream, entry id, record, ...}
+const redis::Script& Fetch() {
+  static const redis::Script* s = Make(R"lua(
+if redis.call('HGET', KEYS[1], 'paused') == '1' then return {'paused'} end
+local now = now_ms()
+local want = tonumber(ARGV[4])
+local names = {h = P .. 'stream:high', d = P .. 'stream', l = P .. 'stream:low'}
+local out = {'ok'}
+for i = 1, #ARGV[7] do
+  if want <= 0 then break end
+  local stream = names[string.sub(ARGV[7], i, i)]
+  local ok, r = pcall(redis.call, 'XREADGROUP', 'GROUP', G, ARGV[3], 'COUNT', want,
+                      'STREAMS', stream, '>')
+  if not ok then return {'nogroup'} end
+  if r then
+    want = want - start_entries(out, stream, r[1][2], ARGV[3], tonumber(ARGV[5]),
+                                tonumber(ARGV[6]), now)
+  end
+end
+return out
+)lua");
+  return *s;
 }
 
-// KEYS: task record, stream
-// ARGV: group, stream entry id, attempt, outcome ('S' or 'F'), result kind,
-//       result, error code, error message, retention ms, retryable ('1'/'0'),
-//       task id
-// Returns 'succeeded', 'retrying', 'failed', or 'fenced' when the caller no
-// longer holds the task (another attempt or state took over): then nothing
-// is written.
+// KEYS: queue meta
+// ARGV: P, retention, consumer, lease ms, poison after, then triples of
+//       stream, entry id, task id
+// -> {'ok', stream, entry id, record, ...}
+const redis::Script& StartDelivered() {
+  static const redis::Script* s = Make(R"lua(
+local now = now_ms()
+local out = {'ok'}
+for i = 6, #ARGV, 3 do
+  start_entries(out, ARGV[i], {{ARGV[i + 1], {'id', ARGV[i + 2]}}}, ARGV[3],
+                tonumber(ARGV[4]), tonumber(ARGV[5]), now)
+end
+return out
+)lua");
+  return *s;
+}
+
+// KEYS: queue meta
+// ARGV: P, retention, consumer, lease ms, poison after, count
+// -> {'paused'} | {'ok', stream, entry id, record, ...}
+const redis::Script& Reclaim() {
+  static const redis::Script* s = Make(R"lua(
+if redis.call('HGET', KEYS[1], 'paused') == '1' then return {'paused'} end
+local now = now_ms()
+local out = {'ok'}
+for _, stream in ipairs({P .. 'stream:high', P .. 'stream', P .. 'stream:low'}) do
+  local ok, r = pcall(redis.call, 'XAUTOCLAIM', stream, G, ARGV[3], ARGV[4], '0-0',
+                      'COUNT', ARGV[6])
+  if ok then
+    start_entries(out, stream, r[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), now)
+  end
+end
+return out
+)lua");
+  return *s;
+}
+
+// KEYS: task record
+// ARGV: P, retention, consumer, lease ms, entry id, attempt, stream
+// -> 'ok' | 'cancel' (asked to stop) | 'lost' (another attempt took over)
+const redis::Script& Renew() {
+  static const redis::Script* s = Make(R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'sid', 'cancel')
+if cur[1] ~= 'RUNNING' or cur[2] ~= ARGV[6] or cur[3] ~= ARGV[5] then return 'lost' end
+redis.call('HSET', KEYS[1], 'lease', now_ms() + tonumber(ARGV[4]))
+-- Resets the entry's idle time, so XAUTOCLAIM leaves it alone.
+redis.call('XCLAIM', ARGV[7], G, ARGV[3], 0, ARGV[5], 'JUSTID')
+if cur[4] == '1' then return 'cancel' end
+return 'ok'
+)lua");
+  return *s;
+}
+
+// KEYS: task record
+// ARGV: P, retention, id, entry id, attempt, percent, message
+// -> 1 recorded, 0 fenced
+const redis::Script& Progress() {
+  static const redis::Script* s = Make(R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'sid')
+if cur[1] ~= 'RUNNING' or cur[2] ~= ARGV[5] or cur[3] ~= ARGV[4] then return 0 end
+redis.call('HSET', KEYS[1], 'prog_pct', ARGV[6], 'prog_msg', ARGV[7])
+set_state(ARGV[3], KEYS[1], 'RUNNING', 'RUNNING', now_ms())
+return 1
+)lua");
+  return *s;
+}
+
+// KEYS: task record
+// ARGV: P, retention, id, entry id, attempt, stream, outcome ('S' or 'F'),
+//       result kind, result, error code, error message, retryable ('1'/'0'),
+//       retry delay ms
+// -> 'succeeded' | 'retrying' | 'failed' | 'cancelled' | 'fenced' (the
+//    caller no longer holds the task: nothing was written)
 const redis::Script& Complete() {
-  static const redis::Script* script = new redis::Script(
-      "local cur = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'max_att', 'sid')\n"
-      "if cur[1] ~= 'RUNNING' or cur[2] ~= ARGV[3] or cur[4] ~= ARGV[2] then\n"
-      "  return 'fenced'\n"
-      "end\n"
-      TM_LUA_NOW
-      "redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])\n"
-      "redis.call('XDEL', KEYS[2], ARGV[2])\n"
-      "if ARGV[4] == 'S' then\n"
-      "  redis.call('HSET', KEYS[1], 'state', 'SUCCEEDED', 'rk', ARGV[5], 'result', ARGV[6],\n"
-      "             'etime', now, 'mtime', now)\n"
-      "  redis.call('PEXPIRE', KEYS[1], ARGV[9])\n"
-      "  return 'succeeded'\n"
-      "end\n"
-      "redis.call('HSET', KEYS[1], 'err_code', ARGV[7], 'err_msg', ARGV[8], 'mtime', now)\n"
-      "if ARGV[10] == '1' and tonumber(cur[2]) < tonumber(cur[3]) then\n"
-      "  local sid = redis.call('XADD', KEYS[2], '*', 'id', ARGV[11])\n"
-      "  redis.call('HSET', KEYS[1], 'state', 'PENDING', 'sid', sid)\n"
-      "  return 'retrying'\n"
-      "end\n"
-      "redis.call('HSET', KEYS[1], 'state', 'FAILED', 'etime', now)\n"
-      "redis.call('PEXPIRE', KEYS[1], ARGV[9])\n"
-      "return 'failed'\n");
-  return *script;
+  static const redis::Script* s = Make(R"lua(
+local id = ARGV[3]
+local cur = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'sid', 'max_att', 'cancel', 'prio')
+if cur[1] ~= 'RUNNING' or cur[2] ~= ARGV[5] or cur[3] ~= ARGV[4] then return 'fenced' end
+local now = now_ms()
+ack(ARGV[6], ARGV[4])
+-- A requested cancellation wins over whatever the attempt produced.
+if cur[5] == '1' then
+  redis.call('HSET', KEYS[1], 'err_code', 1, 'err_msg', 'cancelled while running')
+  finish(id, KEYS[1], 'RUNNING', 'CANCELLED', now)
+  return 'cancelled'
+end
+if ARGV[7] == 'S' then
+  count('ok', now)
+  redis.call('HSET', KEYS[1], 'rk', ARGV[8], 'result', ARGV[9])
+  finish(id, KEYS[1], 'RUNNING', 'SUCCEEDED', now)
+  return 'succeeded'
+end
+count('fail', now)
+redis.call('HSET', KEYS[1], 'err_code', ARGV[10], 'err_msg', ARGV[11])
+if ARGV[12] == '1' and tonumber(cur[2]) < tonumber(cur[4]) then
+  redis.call('HDEL', KEYS[1], 'lease')
+  local delay = tonumber(ARGV[13])
+  if delay > 0 then
+    redis.call('HSET', KEYS[1], 'sid', '')
+    redis.call('ZADD', P .. 'scheduled', now + delay, id)
+    set_state(id, KEYS[1], 'RUNNING', 'SCHEDULED', now)
+  else
+    redis.call('HSET', KEYS[1], 'sid', xadd(stream_for(cur[6]), id))
+    set_state(id, KEYS[1], 'RUNNING', 'PENDING', now)
+  end
+  return 'retrying'
+end
+finish(id, KEYS[1], 'RUNNING', 'FAILED', now)
+return 'failed'
+)lua");
+  return *s;
 }
 
-#undef TM_LUA_NOW
+// KEYS: task record
+// ARGV: P, retention, id, entry id, attempt, stream
+// -> 1 handed back (PENDING again at once, the attempt not counted), 0 fenced
+const redis::Script& HandBack() {
+  static const redis::Script* s = Make(R"lua(
+local id = ARGV[3]
+local cur = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'sid', 'prio', 'cancel')
+if cur[1] ~= 'RUNNING' or cur[2] ~= ARGV[5] or cur[3] ~= ARGV[4] then return 0 end
+local now = now_ms()
+ack(ARGV[6], ARGV[4])
+if cur[5] == '1' then
+  redis.call('HSET', KEYS[1], 'err_code', 1, 'err_msg', 'cancelled while running')
+  finish(id, KEYS[1], 'RUNNING', 'CANCELLED', now)
+  return 1
+end
+redis.call('HINCRBY', KEYS[1], 'attempt', -1)
+redis.call('HDEL', KEYS[1], 'lease')
+redis.call('HSET', KEYS[1], 'sid', xadd(stream_for(cur[4]), id))
+set_state(id, KEYS[1], 'RUNNING', 'PENDING', now)
+return 1
+)lua");
+  return *s;
+}
+
+// KEYS: scheduled set
+// ARGV: P, retention, most tasks to promote
+// -> {promoted, ms until the next scheduled task or -1}
+const redis::Script& Promote() {
+  static const redis::Script* s = Make(R"lua(
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], id)
+  local task = tkey(id)
+  local cur = redis.call('HMGET', task, 'state', 'prio')
+  if cur[1] == 'SCHEDULED' then
+    redis.call('HSET', task, 'sid', xadd(stream_for(cur[2]), id))
+    set_state(id, task, 'SCHEDULED', 'PENDING', now)
+  end
+end
+local next_due = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local wait = -1
+if next_due[2] then wait = math.max(0, tonumber(next_due[2]) - now) end
+return {#due, wait}
+)lua");
+  return *s;
+}
+
+// KEYS: task record
+// ARGV: P, retention, id
+// -> 'cancelled' | 'requested' (RUNNING: the worker stops it) |
+//    'notfound' | the terminal state it is already in
+const redis::Script& Cancel() {
+  static const redis::Script* s = Make(R"lua(
+local id = ARGV[3]
+local cur = redis.call('HMGET', KEYS[1], 'state', 'sid', 'prio')
+local state = cur[1]
+if not state then return 'notfound' end
+local now = now_ms()
+if state == 'PENDING' then
+  redis.call('XDEL', stream_for(cur[3]), cur[2])
+elseif state == 'SCHEDULED' then
+  redis.call('ZREM', P .. 'scheduled', id)
+elseif state == 'RUNNING' then
+  redis.call('HSET', KEYS[1], 'cancel', 1)
+  set_state(id, KEYS[1], 'RUNNING', 'RUNNING', now)
+  return 'requested'
+else
+  return state
+end
+redis.call('HSET', KEYS[1], 'err_code', 1, 'err_msg', 'cancelled before it ran')
+finish(id, KEYS[1], state, 'CANCELLED', now)
+return 'cancelled'
+)lua");
+  return *s;
+}
+
+// KEYS: task record
+// ARGV: P, retention, id
+// -> 'retried' | 'notfound' | the state that cannot be retried
+const redis::Script& Retry() {
+  static const redis::Script* s = Make(R"lua(
+local id = ARGV[3]
+local cur = redis.call('HMGET', KEYS[1], 'state', 'prio')
+local state = cur[1]
+if not state then return 'notfound' end
+if state ~= 'FAILED' and state ~= 'CANCELLED' then return state end
+local now = now_ms()
+redis.call('PERSIST', KEYS[1])
+redis.call('HDEL', KEYS[1], 'err_code', 'err_msg', 'rk', 'result', 'etime', 'stime',
+           'prog_pct', 'prog_msg', 'cancel', 'lease', 'consumer')
+redis.call('HSET', KEYS[1], 'attempt', 0, 'lost', 0,
+           'sid', xadd(stream_for(cur[2]), id))
+set_state(id, KEYS[1], state, 'PENDING', now)
+return 'retried'
+)lua");
+  return *s;
+}
+
+// KEYS: task record
+// ARGV: P, retention, id
+// -> 'deleted' | 'notfound' | 'RUNNING'
+const redis::Script& Delete() {
+  static const redis::Script* s = Make(R"lua(
+local id = ARGV[3]
+local cur = redis.call('HMGET', KEYS[1], 'state', 'sid', 'prio', 'req_id', 'ver')
+local state = cur[1]
+if not state then return 'notfound' end
+if state == 'RUNNING' then return 'RUNNING' end
+if state == 'PENDING' then redis.call('XDEL', stream_for(cur[3]), cur[2]) end
+if state == 'SCHEDULED' then redis.call('ZREM', P .. 'scheduled', id) end
+redis.call('ZREM', P .. 's:' .. state, id)
+if cur[4] then redis.call('DEL', P .. 'idem:' .. cur[4]) end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', P .. 'events', id .. ' ' .. ((tonumber(cur[5]) or 0) + 1) .. ' DELETED 0')
+return 'deleted'
+)lua");
+  return *s;
+}
+
+// KEYS: queue meta
+// ARGV: P, retention, include waiting tasks ('1'/'0'), most tasks to delete
+// -> how many were deleted (call again while it returns the maximum)
+const redis::Script& Purge() {
+  static const redis::Script* s = Make(R"lua(
+local limit = tonumber(ARGV[4])
+local states = {'FAILED'}
+if ARGV[3] == '1' then states = {'FAILED', 'PENDING', 'SCHEDULED'} end
+local deleted = 0
+for _, state in ipairs(states) do
+  local ids = redis.call('ZRANGE', P .. 's:' .. state, 0, limit - deleted - 1)
+  for _, id in ipairs(ids) do
+    local task = tkey(id)
+    local cur = redis.call('HMGET', task, 'state', 'sid', 'prio', 'req_id')
+    if cur[1] == 'PENDING' then redis.call('XDEL', stream_for(cur[3]), cur[2]) end
+    if cur[1] == 'SCHEDULED' then redis.call('ZREM', P .. 'scheduled', id) end
+    if cur[4] then redis.call('DEL', P .. 'idem:' .. cur[4]) end
+    redis.call('ZREM', P .. 's:' .. state, id)
+    redis.call('DEL', task)
+    deleted = deleted + 1
+  end
+  if deleted >= limit then break end
+end
+return deleted
+)lua");
+  return *s;
+}
+
+// KEYS: queue meta
+// ARGV: P, retention, states (comma-separated, in page order), index of the
+//       state to start in, offset within it, page size
+// -> {next state index, next offset (-1: no more), id, record, id, record, ...}
+const redis::Script& List() {
+  static const redis::Script* s = Make(R"lua(
+local states = {}
+for st in string.gmatch(ARGV[3], '[^,]+') do states[#states + 1] = st end
+local si, offset, want = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local out = {0, -1}
+while si <= #states and want > 0 do
+  local ids = redis.call('ZRANGE', P .. 's:' .. states[si], offset, offset + want - 1)
+  for _, id in ipairs(ids) do
+    local rec = redis.call('HGETALL', tkey(id))
+    if #rec > 0 then
+      out[#out + 1] = id
+      out[#out + 1] = rec
+    end
+  end
+  want = want - #ids
+  offset = offset + #ids
+  if want > 0 then
+    si = si + 1
+    offset = 0
+  end
+end
+if si <= #states then
+  out[1] = si
+  out[2] = offset
+end
+return out
+)lua");
+  return *s;
+}
+
+// KEYS: queue meta
+// ARGV: P, retention
+// -> {paused (0/1), pending, running, scheduled, dead, ok in last 60 s,
+//     failed attempts in last 60 s}
+const redis::Script& Stats() {
+  static const redis::Script* s = Make(R"lua(
+local now = now_ms()
+for _, st in ipairs({'SUCCEEDED', 'FAILED', 'CANCELLED'}) do
+  redis.call('ZREMRANGEBYSCORE', P .. 's:' .. st, '-inf', now - RETENTION)
+end
+local sec = math.floor(now / 1000)
+local ok_keys, fail_keys = {}, {}
+for i = 1, 60 do
+  ok_keys[i] = P .. 'n:ok:' .. (sec - i)
+  fail_keys[i] = P .. 'n:fail:' .. (sec - i)
+end
+local function sum(keys)
+  local total = 0
+  for _, v in ipairs(redis.call('MGET', unpack(keys))) do total = total + (tonumber(v) or 0) end
+  return total
+end
+local paused = 0
+if redis.call('HGET', KEYS[1], 'paused') == '1' then paused = 1 end
+return {paused, redis.call('ZCARD', P .. 's:PENDING'), redis.call('ZCARD', P .. 's:RUNNING'),
+        redis.call('ZCARD', P .. 's:SCHEDULED'), redis.call('ZCARD', P .. 's:FAILED'),
+        sum(ok_keys), sum(fail_keys)}
+)lua");
+  return *s;
+}
 
 }  // namespace taskmesh::broker::scripts

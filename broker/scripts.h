@@ -1,9 +1,15 @@
-// The Lua scripts of the queue protocol: each state transition of a task is
-// one script, so it is atomic. Time comes from the Redis server clock (TIME),
-// never from callers. Streams are never trimmed by length: an entry is
-// XACKed and XDELed once its task no longer needs it.
+// The Lua scripts of the queue protocol. Each state transition of a task is
+// one script, so it is atomic; every transition also moves the task between
+// the queue's state indexes and publishes an event for watchers.
 //
-// KEYS and ARGV of each script are documented in scripts.cc.
+// Conventions shared by all scripts:
+//   KEYS[1]  a key of the queue (routes the call to the queue's slot)
+//   ARGV[1]  the queue's key prefix, `taskmesh:{QUEUE}:` (see keys.h)
+//   ARGV[2]  retention of finished tasks, in ms
+//   ARGV[3...] the script's own arguments, documented in scripts.cc
+// Time comes from the Redis server clock (TIME), never from callers. Streams
+// are never trimmed by length: an entry is XACKed and XDELed once its task no
+// longer needs it.
 #ifndef TASKMESH_BROKER_SCRIPTS_H_
 #define TASKMESH_BROKER_SCRIPTS_H_
 
@@ -11,12 +17,38 @@
 
 namespace taskmesh::broker::scripts {
 
-// Task record + stream entry + idempotency record, in one step.
+// Task record + stream entry (or scheduled set) + idempotency record.
 const redis::Script& Enqueue();
-// PENDING -> RUNNING for a delivered stream entry; drops stale entries.
-const redis::Script& Start();
-// RUNNING -> SUCCEEDED | PENDING (retry) | FAILED, fenced by attempt.
+// Reads new entries of the queue's priority streams (weighted order) and
+// starts them: PENDING -> RUNNING under a lease.
+const redis::Script& Fetch();
+// Starts entries that a blocking XREADGROUP delivered.
+const redis::Script& StartDelivered();
+// Claims entries whose lease expired (XAUTOCLAIM) and starts them again, or
+// dead-letters a task that lost too many attempts.
+const redis::Script& Reclaim();
+// Extends a running attempt's lease; reports cancellation or a lost lease.
+const redis::Script& Renew();
+// Records a running attempt's progress.
+const redis::Script& Progress();
+// RUNNING -> SUCCEEDED | SCHEDULED/PENDING (retry) | FAILED | CANCELLED.
 const redis::Script& Complete();
+// RUNNING -> PENDING without using up an attempt (drain).
+const redis::Script& HandBack();
+// SCHEDULED -> PENDING for due tasks.
+const redis::Script& Promote();
+// PENDING/SCHEDULED -> CANCELLED; RUNNING: asks the worker to stop.
+const redis::Script& Cancel();
+// FAILED/CANCELLED -> PENDING with fresh attempts.
+const redis::Script& Retry();
+// Removes a task that is not RUNNING.
+const redis::Script& Delete();
+// Removes up to N dead (and optionally waiting) tasks.
+const redis::Script& Purge();
+// A page of task records from the state indexes.
+const redis::Script& List();
+// A queue's figures: paused, counts by state, outcomes in the last minute.
+const redis::Script& Stats();
 
 }  // namespace taskmesh::broker::scripts
 

@@ -48,6 +48,8 @@ absl::Status ParseJsonValue(const std::string& json, google::protobuf::Value* va
 
 }  // namespace
 
+int64_t RecordVersion(const Record& record) { return IntField(record, "ver"); }
+
 std::string TaskName(absl::string_view queue, absl::string_view id) {
   return absl::StrCat("queues/", queue, "/tasks/", id);
 }

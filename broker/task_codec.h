@@ -1,6 +1,7 @@
 // The task record: how a taskmesh.v1.Task is stored as a Redis hash.
 //
 // Field        Meaning
+// id           the task id
 // type         handler name
 // pk, payload  payload kind ("j": compact JSON text, "b": raw bytes) and data
 // prio         Task.Priority number
@@ -15,7 +16,12 @@
 // rk, result   result kind ("j" or "b") and data
 // err_code err_msg          last error (google.rpc.Code number, message)
 // prog_pct prog_msg         last progress
-// sid          the task's current stream entry id
+// sid          the task's current stream entry id (empty while SCHEDULED)
+// lease        RUNNING: when the lease expires, Unix ms (Redis clock)
+// consumer     RUNNING: the worker that holds the lease
+// lost         attempts lost to a crashed or frozen worker
+// cancel       "1" when cancellation of a RUNNING task was requested
+// ver          version: bumped by every transition (see the events channel)
 //
 // Thread-compatible free functions.
 #ifndef TASKMESH_BROKER_TASK_CODEC_H_
@@ -47,6 +53,9 @@ absl::StatusOr<std::vector<std::string>> NewTaskFields(const taskmesh::v1::Task&
 // Rebuilds a Task from its record. NOT_FOUND for an empty record.
 absl::StatusOr<taskmesh::v1::Task> TaskFromRecord(absl::string_view queue,
                                                   absl::string_view id, const Record& record);
+
+// The record's version ("ver"): bumped by every transition.
+int64_t RecordVersion(const Record& record);
 
 // The task's payload (a Value becomes compact JSON text).
 absl::StatusOr<Blob> PayloadOf(const taskmesh::v1::Task& task);

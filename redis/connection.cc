@@ -163,6 +163,28 @@ absl::StatusOr<Reply> Connection::ReadReply() {
   return Reply::FromHiredis(reply.get());
 }
 
+absl::StatusOr<absl::optional<Reply>> Connection::Poll(absl::Duration wait) {
+  if (broken_) return absl::UnavailableError("redis: connection is broken");
+  auto take = [this]() -> absl::StatusOr<absl::optional<Reply>> {
+    void* raw = nullptr;
+    if (redisGetReplyFromReader(context_.get(), &raw) != REDIS_OK) return Fail(errno);
+    if (raw == nullptr) return absl::optional<Reply>();
+    std::unique_ptr<redisReply, ReplyDeleter> reply(static_cast<redisReply*>(raw));
+    return absl::optional<Reply>(Reply::FromHiredis(reply.get()));
+  };
+  // A reply may already sit in hiredis's buffer.
+  absl::StatusOr<absl::optional<Reply>> buffered = take();
+  if (!buffered.ok() || buffered->has_value()) return buffered;
+  pollfd p{context_->fd, POLLIN, 0};
+  int n;
+  do {
+    n = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(wait)));
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return absl::optional<Reply>();
+  if (redisBufferRead(context_.get()) != REDIS_OK) return Fail(errno);
+  return take();
+}
+
 absl::StatusOr<Reply> Connection::Command(const Args& args) {
   RETURN_IF_ERROR(Append(args));
   return ReadReply();

@@ -27,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/optional.h"
 #include "absl/types/span.h"
 #include "redis/options.h"
 #include "redis/reply.h"
@@ -67,6 +68,10 @@ class Connection {
   // Append() only buffers; ReadReply() flushes the buffer first.
   absl::Status Append(const Args& args);
   absl::StatusOr<Reply> ReadReply();
+
+  // Waits up to `wait` for one reply (pub/sub messages arrive unasked);
+  // nullopt when none came. A timeout here does not break the connection.
+  absl::StatusOr<absl::optional<Reply>> Poll(absl::Duration wait);
 
   // Without sending or blocking, checks that the server has not closed or
   // reset an idle connection (one with no replies outstanding), as after a

@@ -19,7 +19,8 @@ packages=(
   redis-server redis-tools
 )
 if [[ "${1:-}" == "--chart" ]]; then
-  packages+=(golang-go golang-github-masterminds-sprig-dev python3-kubernetes python3-yaml)
+  packages+=(golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
+            python3-kubernetes python3-yaml)
 fi
 
 missing=()

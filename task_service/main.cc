@@ -17,6 +17,7 @@
 #include "redis/client.h"
 #include "redis/options.h"
 #include "task_service/service.h"
+#include "task_service/watch_hub.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
           "gRPC address (HOST:PORT) for TaskService, grpc.health.v1 and reflection");
@@ -63,7 +64,8 @@ int Main() {
   broker_options.default_max_attempts = max_attempts;
   broker_options.retention = absl::GetFlag(FLAGS_retention);
   broker::Broker broker(&client, broker_options);
-  task_service::TaskServiceImpl service(&broker);
+  task_service::WatchHub hub(*redis_options);
+  task_service::TaskServiceImpl service(&broker, &hub);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -87,7 +89,7 @@ int Main() {
     bool last = false;
     hc->SetServingStatus(false);
     while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(250))) {
-      const bool up = client.connected();
+      const bool up = client.connected() && hub.WaitSubscribed(absl::ZeroDuration());
       if (up != last) {
         hc->SetServingStatus(up);
         hc->SetServingStatus("taskmesh.v1.TaskService", up);

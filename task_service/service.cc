@@ -12,6 +12,7 @@
 #include "broker/ids.h"
 #include "common/grpc_status.h"
 #include "task_service/validation.h"
+#include "task_service/watch_task.h"
 
 namespace taskmesh::task_service {
 namespace {
@@ -24,24 +25,6 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
-
-grpc::ServerUnaryReactor* NotImplemented(grpc::CallbackServerContext* context,
-                                         absl::string_view method) {
-  return FinishNow(context, absl::UnimplementedError(absl::StrCat(
-                                "taskmesh.v1.TaskService/", method,
-                                " is not implemented in this version of taskmesh")));
-}
-
-// Finishes a server stream at once with UNIMPLEMENTED.
-class UnimplementedWriter final : public grpc::ServerWriteReactor<Task> {
- public:
-  explicit UnimplementedWriter(absl::string_view method) {
-    Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        absl::StrCat("taskmesh.v1.TaskService/", method,
-                                     " is not implemented in this version of taskmesh")));
-  }
-  void OnDone() override { delete this; }
-};
 
 // Collects the results of a batch: every task is enqueued through the same
 // auto-pipelined client, so the batch shares few round trips. The first
@@ -149,61 +132,143 @@ grpc::ServerUnaryReactor* TaskServiceImpl::GetTask(grpc::CallbackServerContext* 
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::ListTasks(grpc::CallbackServerContext* context,
-                                                     const taskmesh::v1::ListTasksRequest*,
-                                                     taskmesh::v1::ListTasksResponse*) {
-  return NotImplemented(context, "ListTasks");
+                                                     const taskmesh::v1::ListTasksRequest* request,
+                                                     taskmesh::v1::ListTasksResponse* response) {
+  absl::StatusOr<std::string> queue = ParseQueueName(request->parent(), "parent");
+  if (!queue.ok()) return FinishNow(context, queue.status());
+  if (absl::Status s = ValidatePageSize(request->page_size()); !s.ok()) {
+    return FinishNow(context, s);
+  }
+  if (!Task::State_IsValid(request->state())) {
+    return FinishNow(context, absl::InvalidArgumentError(
+                                  absl::StrCat("state: unknown state ", request->state())));
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  broker_->List(*queue, request->state(), request->page_size(), request->page_token(),
+                [reactor, response](absl::StatusOr<broker::Broker::TaskPage> page) {
+                  if (page.ok()) {
+                    for (Task& t : page->tasks) *response->add_tasks() = std::move(t);
+                    response->set_next_page_token(page->next_page_token);
+                  }
+                  reactor->Finish(ToGrpcStatus(page.status()));
+                });
+  return reactor;
+}
+
+// The RPCs that act on one task by name and answer with the task.
+template <typename Request, typename Call>
+grpc::ServerUnaryReactor* OnTask(grpc::CallbackServerContext* context, const Request& request,
+                                 Task* response, Call call) {
+  absl::StatusOr<TaskRef> ref = ParseTaskName(request.name(), "name");
+  if (!ref.ok()) return FinishNow(context, ref.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  call(ref->queue, ref->id, [reactor, response](absl::StatusOr<Task> task) {
+    if (task.ok()) *response = *std::move(task);
+    reactor->Finish(ToGrpcStatus(task.status()));
+  });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::CancelTask(grpc::CallbackServerContext* context,
-                                                      const taskmesh::v1::CancelTaskRequest*,
-                                                      Task*) {
-  return NotImplemented(context, "CancelTask");
+                                                      const taskmesh::v1::CancelTaskRequest* request,
+                                                      Task* response) {
+  return OnTask(context, *request, response, [this](auto queue, auto id, auto done) {
+    broker_->Cancel(queue, id, std::move(done));
+  });
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::RetryTask(grpc::CallbackServerContext* context,
-                                                     const taskmesh::v1::RetryTaskRequest*, Task*) {
-  return NotImplemented(context, "RetryTask");
+                                                     const taskmesh::v1::RetryTaskRequest* request,
+                                                     Task* response) {
+  return OnTask(context, *request, response, [this](auto queue, auto id, auto done) {
+    broker_->Retry(queue, id, std::move(done));
+  });
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::DeleteTask(grpc::CallbackServerContext* context,
-                                                      const taskmesh::v1::DeleteTaskRequest*,
+                                                      const taskmesh::v1::DeleteTaskRequest* request,
                                                       google::protobuf::Empty*) {
-  return NotImplemented(context, "DeleteTask");
+  absl::StatusOr<TaskRef> ref = ParseTaskName(request->name(), "name");
+  if (!ref.ok()) return FinishNow(context, ref.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  broker_->Delete(ref->queue, ref->id, [reactor](absl::StatusOr<bool> deleted) {
+    reactor->Finish(ToGrpcStatus(deleted.status()));
+  });
+  return reactor;
 }
 
-grpc::ServerWriteReactor<Task>* TaskServiceImpl::WatchTask(grpc::CallbackServerContext*,
-                                                           const taskmesh::v1::WatchTaskRequest*) {
-  return new UnimplementedWriter("WatchTask");
+grpc::ServerWriteReactor<Task>* TaskServiceImpl::WatchTask(
+    grpc::CallbackServerContext*, const taskmesh::v1::WatchTaskRequest* request) {
+  return StartWatch(broker_, hub_, request->name());
+}
+
+// The RPCs that act on one queue by name and answer with the queue.
+template <typename Request, typename Call>
+grpc::ServerUnaryReactor* OnQueue(grpc::CallbackServerContext* context, const Request& request,
+                                  taskmesh::v1::Queue* response, Call call) {
+  absl::StatusOr<std::string> queue = ParseQueueName(request.name(), "name");
+  if (!queue.ok()) return FinishNow(context, queue.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  call(*queue, [reactor, response](absl::StatusOr<taskmesh::v1::Queue> q) {
+    if (q.ok()) *response = *std::move(q);
+    reactor->Finish(ToGrpcStatus(q.status()));
+  });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::GetQueue(grpc::CallbackServerContext* context,
-                                                    const taskmesh::v1::GetQueueRequest*,
-                                                    taskmesh::v1::Queue*) {
-  return NotImplemented(context, "GetQueue");
+                                                    const taskmesh::v1::GetQueueRequest* request,
+                                                    taskmesh::v1::Queue* response) {
+  return OnQueue(context, *request, response,
+                 [this](auto queue, auto done) { broker_->GetQueue(queue, std::move(done)); });
 }
 
-grpc::ServerUnaryReactor* TaskServiceImpl::ListQueues(grpc::CallbackServerContext* context,
-                                                      const taskmesh::v1::ListQueuesRequest*,
-                                                      taskmesh::v1::ListQueuesResponse*) {
-  return NotImplemented(context, "ListQueues");
+grpc::ServerUnaryReactor* TaskServiceImpl::ListQueues(
+    grpc::CallbackServerContext* context, const taskmesh::v1::ListQueuesRequest* request,
+    taskmesh::v1::ListQueuesResponse* response) {
+  if (absl::Status s = ValidatePageSize(request->page_size()); !s.ok()) {
+    return FinishNow(context, s);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  broker_->ListQueues(request->page_size(), request->page_token(),
+                      [reactor, response](absl::StatusOr<broker::Broker::QueuePage> page) {
+                        if (page.ok()) {
+                          for (auto& q : page->queues) *response->add_queues() = std::move(q);
+                          response->set_next_page_token(page->next_page_token);
+                        }
+                        reactor->Finish(ToGrpcStatus(page.status()));
+                      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::PauseQueue(grpc::CallbackServerContext* context,
-                                                      const taskmesh::v1::PauseQueueRequest*,
-                                                      taskmesh::v1::Queue*) {
-  return NotImplemented(context, "PauseQueue");
+                                                      const taskmesh::v1::PauseQueueRequest* request,
+                                                      taskmesh::v1::Queue* response) {
+  return OnQueue(context, *request, response, [this](auto queue, auto done) {
+    broker_->SetPaused(queue, true, std::move(done));
+  });
 }
 
-grpc::ServerUnaryReactor* TaskServiceImpl::ResumeQueue(grpc::CallbackServerContext* context,
-                                                       const taskmesh::v1::ResumeQueueRequest*,
-                                                       taskmesh::v1::Queue*) {
-  return NotImplemented(context, "ResumeQueue");
+grpc::ServerUnaryReactor* TaskServiceImpl::ResumeQueue(
+    grpc::CallbackServerContext* context, const taskmesh::v1::ResumeQueueRequest* request,
+    taskmesh::v1::Queue* response) {
+  return OnQueue(context, *request, response, [this](auto queue, auto done) {
+    broker_->SetPaused(queue, false, std::move(done));
+  });
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::PurgeQueue(grpc::CallbackServerContext* context,
-                                                      const taskmesh::v1::PurgeQueueRequest*,
-                                                      taskmesh::v1::PurgeQueueResponse*) {
-  return NotImplemented(context, "PurgeQueue");
+                                                      const taskmesh::v1::PurgeQueueRequest* request,
+                                                      taskmesh::v1::PurgeQueueResponse* response) {
+  absl::StatusOr<std::string> queue = ParseQueueName(request->name(), "name");
+  if (!queue.ok()) return FinishNow(context, queue.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  broker_->Purge(*queue, request->include_pending(),
+                 [reactor, response](absl::StatusOr<int64_t> purged) {
+                   if (purged.ok()) response->set_purged(*purged);
+                   reactor->Finish(ToGrpcStatus(purged.status()));
+                 });
+  return reactor;
 }
 
 }  // namespace taskmesh::task_service

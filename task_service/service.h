@@ -4,10 +4,10 @@
 // hands the Redis work to the Broker (auto-pipelined by redis::Client) and
 // finishes its reactor from the Broker's callback.
 //
-// Thread-safe. Does not own the Broker.
+// Thread-safe. Owns neither the Broker nor the WatchHub.
 //
 // Example:
-//   TaskServiceImpl service(&broker);
+//   TaskServiceImpl service(&broker, &hub);
 //   grpc::ServerBuilder builder;
 //   builder.RegisterService(&service);
 #ifndef TASKMESH_TASK_SERVICE_SERVICE_H_
@@ -15,13 +15,14 @@
 
 #include "broker/broker.h"
 #include "grpcpp/grpcpp.h"
+#include "task_service/watch_hub.h"
 #include "taskmesh/v1/task_service.grpc.pb.h"
 
 namespace taskmesh::task_service {
 
 class TaskServiceImpl final : public taskmesh::v1::TaskService::CallbackService {
  public:
-  explicit TaskServiceImpl(broker::Broker* broker) : broker_(broker) {}
+  TaskServiceImpl(broker::Broker* broker, WatchHub* hub) : broker_(broker), hub_(hub) {}
 
   grpc::ServerUnaryReactor* CreateTask(grpc::CallbackServerContext* context,
                                        const taskmesh::v1::CreateTaskRequest* request,
@@ -35,7 +36,6 @@ class TaskServiceImpl final : public taskmesh::v1::TaskService::CallbackService 
                                     const taskmesh::v1::GetTaskRequest* request,
                                     taskmesh::v1::Task* response) override;
 
-  // Not implemented yet: they answer UNIMPLEMENTED with the method's name.
   grpc::ServerUnaryReactor* ListTasks(grpc::CallbackServerContext* context,
                                       const taskmesh::v1::ListTasksRequest* request,
                                       taskmesh::v1::ListTasksResponse* response) override;
@@ -69,6 +69,7 @@ class TaskServiceImpl final : public taskmesh::v1::TaskService::CallbackService 
 
  private:
   broker::Broker* const broker_;
+  WatchHub* const hub_;
 };
 
 }  // namespace taskmesh::task_service

@@ -6,11 +6,13 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "broker/consumer.h"
 #include "tests/support/redis_server.h"
 
 namespace taskmesh::task_service {
@@ -30,7 +32,13 @@ class ServiceTest : public ::testing::Test {
     options.connection.command_timeout = absl::Milliseconds(500);
     client_ = std::make_unique<redis::Client>(options);
     broker_ = std::make_unique<broker::Broker>(client_.get(), broker::BrokerOptions{});
-    service_ = std::make_unique<TaskServiceImpl>(broker_.get());
+    hub_ = std::make_unique<WatchHub>(redis_->options());
+    ASSERT_TRUE(hub_->WaitSubscribed(absl::Seconds(5)));
+    service_ = std::make_unique<TaskServiceImpl>(broker_.get(), hub_.get());
+    broker::ConsumerOptions consumer_options;
+    consumer_options.consumer = "test";
+    consumer_ = std::make_unique<broker::Consumer>(client_.get(), broker::BrokerOptions{},
+                                                   consumer_options);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -43,6 +51,25 @@ class ServiceTest : public ::testing::Test {
 
   void TearDown() override {
     if (server_) server_->Shutdown();
+  }
+
+  // Plays a worker: starts the queue's next task.
+  broker::Lease StartNext(const std::string& queue) {
+    auto conn = redis::Connection::Connect(redis_->options());
+    EXPECT_TRUE(conn.ok());
+    EXPECT_TRUE(consumer_->EnsureGroups(**conn, {queue}).ok());
+    auto f = consumer_->Fetch(queue, 1);
+    EXPECT_TRUE(f.ok() && f->leases.size() == 1);
+    return f.ok() && !f->leases.empty() ? f->leases[0] : broker::Lease{};
+  }
+
+  void Finish(const broker::Lease& lease, const std::string& result) {
+    broker::Outcome outcome;
+    outcome.result = broker::Blob{false, result};
+    absl::Notification done;
+    consumer_->Complete(lease, outcome, absl::ZeroDuration(),
+                        [&](absl::StatusOr<broker::Completion>) { done.Notify(); });
+    done.WaitForNotification();
   }
 
   grpc::Status Create(const std::string& json, Task* task, absl::Duration deadline = absl::Seconds(5)) {
@@ -63,6 +90,8 @@ class ServiceTest : public ::testing::Test {
   std::unique_ptr<testing::RedisServer> redis_;
   std::unique_ptr<redis::Client> client_;
   std::unique_ptr<broker::Broker> broker_;
+  std::unique_ptr<WatchHub> hub_;
+  std::unique_ptr<broker::Consumer> consumer_;
   std::unique_ptr<TaskServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<taskmesh::v1::TaskService::Stub> stub_;
@@ -174,14 +203,151 @@ TEST_F(ServiceTest, FrozenRedisIsUnavailableNotAHang) {
   ASSERT_TRUE(redis_->process().Signal(SIGCONT).ok());
 }
 
-TEST_F(ServiceTest, NotYetImplementedMethodsSaySo) {
-  taskmesh::v1::CancelTaskRequest request;
-  request.set_name("queues/q/tasks/x");
-  Task t;
+TEST_F(ServiceTest, WatchStreamsEveryTransitionUntilTerminal) {
+  Task created;
+  ASSERT_TRUE(Create(R"({"parent":"queues/w","task":{"type":"echo"}})", &created).ok());
+  taskmesh::v1::WatchTaskRequest request;
+  request.set_name(created.name());
   grpc::ClientContext ctx;
-  grpc::Status s = stub_->CancelTask(&ctx, request, &t);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(s.error_message(), HasSubstr("CancelTask is not implemented"));
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  auto reader = stub_->WatchTask(&ctx, request);
+  Task snapshot;
+  ASSERT_TRUE(reader->Read(&snapshot));
+  EXPECT_EQ(snapshot.state(), Task::PENDING);
+  broker::Lease lease = StartNext("w");
+  ASSERT_TRUE(reader->Read(&snapshot));
+  EXPECT_EQ(snapshot.state(), Task::RUNNING);
+  EXPECT_EQ(snapshot.attempt(), 1);
+  Finish(lease, "done");
+  ASSERT_TRUE(reader->Read(&snapshot));
+  EXPECT_EQ(snapshot.state(), Task::SUCCEEDED);
+  EXPECT_EQ(snapshot.result_bytes(), "done");
+  EXPECT_FALSE(reader->Read(&snapshot));  // Ends after the terminal snapshot.
+  grpc::Status s = reader->Finish();
+  EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+TEST_F(ServiceTest, WatchOfAnUnknownTaskIsNotFound) {
+  taskmesh::v1::WatchTaskRequest request;
+  request.set_name("queues/w/tasks/nope");
+  grpc::ClientContext ctx;
+  auto reader = stub_->WatchTask(&ctx, request);
+  Task snapshot;
+  EXPECT_FALSE(reader->Read(&snapshot));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, WatchEndsNotFoundWhenTheTaskIsDeleted) {
+  Task created;
+  ASSERT_TRUE(Create(R"({"parent":"queues/w","task":{"type":"echo"}})", &created).ok());
+  taskmesh::v1::WatchTaskRequest request;
+  request.set_name(created.name());
+  grpc::ClientContext ctx;
+  auto reader = stub_->WatchTask(&ctx, request);
+  Task snapshot;
+  ASSERT_TRUE(reader->Read(&snapshot));
+  taskmesh::v1::DeleteTaskRequest del;
+  del.set_name(created.name());
+  google::protobuf::Empty empty;
+  grpc::ClientContext dctx;
+  ASSERT_TRUE(stub_->DeleteTask(&dctx, del, &empty).ok());
+  EXPECT_FALSE(reader->Read(&snapshot));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, CancelRetryAndListOverGrpc) {
+  Task a, b;
+  ASSERT_TRUE(Create(R"({"parent":"queues/c","task":{"type":"echo"}})", &a).ok());
+  ASSERT_TRUE(Create(R"({"parent":"queues/c","task":{"type":"echo"}})", &b).ok());
+  taskmesh::v1::CancelTaskRequest cancel;
+  cancel.set_name(a.name());
+  Task t;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->CancelTask(&ctx, cancel, &t).ok());
+    EXPECT_EQ(t.state(), Task::CANCELLED);
+  }
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->CancelTask(&ctx, cancel, &t);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  taskmesh::v1::ListTasksRequest list;
+  list.set_parent("queues/c");
+  list.set_state(Task::CANCELLED);
+  taskmesh::v1::ListTasksResponse page;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->ListTasks(&ctx, list, &page).ok());
+    ASSERT_EQ(page.tasks_size(), 1);
+    EXPECT_EQ(page.tasks(0).name(), a.name());
+  }
+  taskmesh::v1::RetryTaskRequest retry;
+  retry.set_name(a.name());
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->RetryTask(&ctx, retry, &t).ok());
+    EXPECT_EQ(t.state(), Task::PENDING);
+  }
+  list.set_state(Task::STATE_UNSPECIFIED);
+  list.set_page_size(1);
+  {
+    grpc::ClientContext ctx;
+    page.Clear();
+    ASSERT_TRUE(stub_->ListTasks(&ctx, list, &page).ok());
+    EXPECT_EQ(page.tasks_size(), 1);
+    EXPECT_FALSE(page.next_page_token().empty());
+  }
+  list.set_page_size(5000);
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(stub_->ListTasks(&ctx, list, &page).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+}
+
+TEST_F(ServiceTest, QueueControlOverGrpc) {
+  Task t;
+  ASSERT_TRUE(Create(R"({"parent":"queues/ops","task":{"type":"echo"}})", &t).ok());
+  taskmesh::v1::Queue q;
+  {
+    taskmesh::v1::PauseQueueRequest r;
+    r.set_name("queues/ops");
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->PauseQueue(&ctx, r, &q).ok());
+    EXPECT_TRUE(q.paused());
+    EXPECT_EQ(q.pending(), 1);
+  }
+  {
+    taskmesh::v1::ResumeQueueRequest r;
+    r.set_name("queues/ops");
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->ResumeQueue(&ctx, r, &q).ok());
+    EXPECT_FALSE(q.paused());
+  }
+  {
+    taskmesh::v1::ListQueuesRequest r;
+    taskmesh::v1::ListQueuesResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->ListQueues(&ctx, r, &resp).ok());
+    ASSERT_EQ(resp.queues_size(), 1);
+    EXPECT_EQ(resp.queues(0).name(), "queues/ops");
+  }
+  {
+    taskmesh::v1::PurgeQueueRequest r;
+    r.set_name("queues/ops");
+    r.set_include_pending(true);
+    taskmesh::v1::PurgeQueueResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->PurgeQueue(&ctx, r, &resp).ok());
+    EXPECT_EQ(resp.purged(), 1);
+  }
+  {
+    taskmesh::v1::GetQueueRequest r;
+    r.set_name("queues/never");
+    grpc::ClientContext ctx;
+    EXPECT_EQ(stub_->GetQueue(&ctx, r, &q).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
 }
 
 }  // namespace

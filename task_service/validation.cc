@@ -79,6 +79,14 @@ absl::StatusOr<TaskRef> ParseTaskName(absl::string_view name, absl::string_view 
   return TaskRef{std::string(parts[1]), std::string(parts[3])};
 }
 
+absl::Status ValidatePageSize(int page_size) {
+  if (page_size < 0 || page_size > kMaxPageSize) {
+    return Invalid("page_size", absl::StrCat("must be 0 (default 50) to ", kMaxPageSize,
+                                             "; got ", page_size));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> ValidateCreate(const taskmesh::v1::CreateTaskRequest& request,
                                            absl::string_view field_prefix, absl::Time now) {
   auto f = [&](absl::string_view field) { return absl::StrCat(field_prefix, field); };
@@ -128,11 +136,10 @@ absl::StatusOr<std::string> ValidateCreate(const taskmesh::v1::CreateTaskRequest
         ts.nanos() > 999999999) {
       return Invalid(f("task.schedule_time"), "not a valid timestamp");
     }
-    const absl::Time when = absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(task.schedule_time()));
-    if (when > now) {
-      return absl::UnimplementedError(absl::StrCat(
-          f("task.schedule_time"),
-          ": tasks scheduled in the future are not supported yet; omit it to run now"));
+    const absl::Time when =
+        absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(task.schedule_time()));
+    if (when > now + kMaxScheduleAhead) {
+      return Invalid(f("task.schedule_time"), "at most 365 days ahead");
     }
   }
   if (task.request_id().size() > 128) {

@@ -9,6 +9,7 @@
 //   payload        at most 1 MiB (raw bytes, or the JSON value's encoded size)
 //   max_attempts   0 (queue default) to 100
 //   attempt_timeout  0 to 24 h
+//   schedule_time  at most 365 days ahead
 //   request_id     at most 128 characters
 //   labels         at most 64; keys 1-256 characters, values at most 256
 //   batch          1 to 1000 tasks
@@ -31,6 +32,8 @@ inline constexpr size_t kMaxPayloadBytes = 1 << 20;
 inline constexpr int kMaxAttempts = 100;
 inline constexpr int kMaxBatch = 1000;
 inline constexpr int kMaxLabels = 64;
+inline constexpr int kMaxPageSize = 1000;
+inline constexpr absl::Duration kMaxScheduleAhead = absl::Hours(24 * 365);
 
 struct TaskRef {
   std::string queue;
@@ -44,7 +47,10 @@ absl::StatusOr<std::string> ParseQueueName(absl::string_view name, absl::string_
 absl::StatusOr<TaskRef> ParseTaskName(absl::string_view name, absl::string_view field);
 
 // Checks a CreateTaskRequest (its parent may be empty inside a batch).
-// `now` decides whether schedule_time lies in the future. Returns the queue.
+// `now` bounds how far ahead schedule_time may lie. Returns the queue.
+// page_size: 0 (the default) to kMaxPageSize.
+absl::Status ValidatePageSize(int page_size);
+
 absl::StatusOr<std::string> ValidateCreate(const taskmesh::v1::CreateTaskRequest& request,
                                            absl::string_view field_prefix, absl::Time now);
 

@@ -72,12 +72,23 @@ TEST(ValidationTest, LabelLimits) {
               HasSubstr("task.labels: at most 64"));
 }
 
-TEST(ValidationTest, FutureScheduleIsUnimplementedPastIsNow) {
+TEST(ValidationTest, ScheduleTimeUpToAYearAhead) {
   CreateTaskRequest r = Request(R"({"parent":"queues/q","task":{"type":"e"}})");
   r.mutable_task()->mutable_schedule_time()->set_seconds(absl::ToUnixSeconds(kNow) - 60);
   EXPECT_TRUE(ValidateCreate(r, "", kNow).ok());
-  r.mutable_task()->mutable_schedule_time()->set_seconds(absl::ToUnixSeconds(kNow) + 60);
-  EXPECT_EQ(ValidateCreate(r, "", kNow).status().code(), absl::StatusCode::kUnimplemented);
+  r.mutable_task()->mutable_schedule_time()->set_seconds(absl::ToUnixSeconds(kNow) + 86400 * 365);
+  EXPECT_TRUE(ValidateCreate(r, "", kNow).ok());
+  r.mutable_task()->mutable_schedule_time()->set_seconds(absl::ToUnixSeconds(kNow) + 86400 * 366);
+  auto q = ValidateCreate(r, "", kNow);
+  EXPECT_EQ(q.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(q.status().message()), HasSubstr("task.schedule_time: at most 365 days"));
+}
+
+TEST(ValidationTest, PageSizeBounds) {
+  EXPECT_TRUE(ValidatePageSize(0).ok());
+  EXPECT_TRUE(ValidatePageSize(1000).ok());
+  EXPECT_THAT(std::string(ValidatePageSize(1001).message()), HasSubstr("page_size"));
+  EXPECT_FALSE(ValidatePageSize(-1).ok());
 }
 
 TEST(ValidationTest, BatchEntriesCarryTheirIndexAndMayOmitParent) {

@@ -51,12 +51,18 @@ struct TaskContext {
   int max_attempts = 1;
   // When this attempt times out.
   absl::Time deadline = absl::InfiniteFuture();
-  // Set when the worker asks the handler to stop (shutdown, timeout).
+  // Set when the handler should stop: CancelTask, a lost lease, shutdown.
   const std::atomic<bool>* cancel_flag = nullptr;
+  // Reports progress (0-100 and a short message), visible in GetTask and
+  // WatchTask. Asynchronous and cheap; may be null in tests.
+  std::function<void(int percent, const std::string& message)> progress;
 
   bool cancelled() const { return cancel_flag != nullptr && cancel_flag->load(); }
   // Cancelled, or past the deadline: long work should stop.
   bool should_stop() const { return cancelled() || absl::Now() >= deadline; }
+  void ReportProgress(int percent, const std::string& message) const {
+    if (progress) progress(percent, message);
+  }
 };
 
 struct Result {

@@ -1,6 +1,7 @@
 // worker: runs tasks from taskmesh queues (Redis Streams consumer groups).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -13,7 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "broker/broker.h"
+#include "broker/consumer.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/shutdown.h"
@@ -38,6 +39,22 @@ ABSL_FLAG(absl::Duration, default_timeout, absl::Minutes(30),
           "Attempt timeout for tasks that set no attempt_timeout");
 ABSL_FLAG(absl::Duration, redis_timeout, absl::Seconds(2),
           "Longest wait for a Redis reply before the connection is dropped and retried");
+ABSL_FLAG(absl::Duration, lease, absl::Seconds(30),
+          "How long a started task stays leased without a heartbeat; after it, any worker "
+          "runs the task again");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(0),
+          "How often leases are renewed (default: a third of --lease, at most 2s)");
+ABSL_FLAG(absl::Duration, reclaim_interval, absl::Seconds(1),
+          "How often tasks with expired leases are looked for");
+ABSL_FLAG(int32_t, poison_after, 3,
+          "Dead-letter a task whose attempts were lost (its worker crashed or froze) this "
+          "many times");
+ABSL_FLAG(absl::Duration, promote_interval, absl::Milliseconds(100),
+          "Longest delay in moving due scheduled tasks and retries to the queue");
+ABSL_FLAG(absl::Duration, retry_base, absl::Seconds(1),
+          "Retry backoff base: after the n-th failed attempt, wait a random time below "
+          "min(--retry_cap, base * 2^(n-1))");
+ABSL_FLAG(absl::Duration, retry_cap, absl::Minutes(10), "Longest retry backoff");
 ABSL_FLAG(int32_t, redis_connections, 1,
           "Redis connections for starting and completing tasks (pipelined), besides the "
           "fetch connection");
@@ -71,10 +88,31 @@ int Main() {
   if (options.concurrency < 1 || options.concurrency > 4096) {
     return Fail("--concurrency must be from 1 to 4096");
   }
-  options.consumer = absl::GetFlag(FLAGS_consumer);
-  if (options.consumer.empty()) options.consumer = DefaultConsumer();
+  broker::ConsumerOptions consumer_options;
+  consumer_options.consumer = absl::GetFlag(FLAGS_consumer);
+  if (consumer_options.consumer.empty()) consumer_options.consumer = DefaultConsumer();
+  consumer_options.lease = absl::GetFlag(FLAGS_lease);
+  if (consumer_options.lease < absl::Milliseconds(100)) return Fail("--lease must be >= 100ms");
+  consumer_options.poison_after = absl::GetFlag(FLAGS_poison_after);
+  if (consumer_options.poison_after < 1) return Fail("--poison_after must be >= 1");
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   options.default_timeout = absl::GetFlag(FLAGS_default_timeout);
+  options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  if (options.heartbeat_interval <= absl::ZeroDuration()) {
+    options.heartbeat_interval = std::min(consumer_options.lease / 3, absl::Seconds(2));
+  }
+  if (options.heartbeat_interval >= consumer_options.lease) {
+    return Fail("--heartbeat_interval must be shorter than --lease");
+  }
+  options.reclaim_interval = absl::GetFlag(FLAGS_reclaim_interval);
+  options.promote_interval = absl::GetFlag(FLAGS_promote_interval);
+  options.retry_base = absl::GetFlag(FLAGS_retry_base);
+  options.retry_cap = absl::GetFlag(FLAGS_retry_cap);
+  if (options.reclaim_interval <= absl::ZeroDuration() ||
+      options.promote_interval <= absl::ZeroDuration() ||
+      options.retry_base < absl::ZeroDuration() || options.retry_cap < options.retry_base) {
+    return Fail("intervals must be positive and --retry_cap >= --retry_base >= 0");
+  }
   if (absl::GetFlag(FLAGS_redis_connections) < 1) return Fail("--redis_connections must be >= 1");
 
   BlockShutdownSignals();
@@ -82,10 +120,10 @@ int Main() {
   client_options.connection = *redis_options;
   client_options.connections = absl::GetFlag(FLAGS_redis_connections);
   redis::Client client(client_options);
-  broker::Broker broker(&client, broker::BrokerOptions{});
+  broker::Consumer consumer(&client, broker::BrokerOptions{}, consumer_options);
   workers::HandlerRegistry registry;
   workers::RegisterBuiltinHandlers(registry);
-  workers::Worker worker(options, &registry, &broker);
+  workers::Worker worker(options, &registry, &consumer);
 
   std::unique_ptr<grpc::Server> health_server;
   const std::string health_listen = absl::GetFlag(FLAGS_health_listen);
@@ -130,7 +168,8 @@ int Main() {
   log::Info("stopped", {{"drained", drained ? "true" : "false"},
                         {"succeeded", absl::StrCat(stats.succeeded)},
                         {"retried", absl::StrCat(stats.retried)},
-                        {"failed", absl::StrCat(stats.failed)}});
+                        {"failed", absl::StrCat(stats.failed)},
+                        {"handed_back", absl::StrCat(stats.handed_back)}});
   if (!drained) {
     // Handler threads that ignored cancellation are still running: leave
     // without running their destructors.

@@ -1,10 +1,12 @@
 #include "workers/runtime.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -13,113 +15,182 @@
 #include "redis/connection.h"
 
 namespace taskmesh::workers {
+namespace {
 
-Worker::Worker(WorkerOptions options, const HandlerRegistry* registry, broker::Broker* broker)
-    : options_(std::move(options)), registry_(registry), broker_(broker) {}
+std::string KeyOf(const broker::Lease& lease) {
+  return absl::StrCat(lease.queue, "/", lease.task_id);
+}
+
+std::string NameOf(const broker::Lease& lease) {
+  return broker::TaskName(lease.queue, lease.task_id);
+}
+
+}  // namespace
+
+absl::Duration RetryDelay(int attempt, absl::Duration base, absl::Duration cap, double draw) {
+  // base * 2^(attempt-1), computed without overflow.
+  absl::Duration ceiling = base;
+  for (int i = 1; i < attempt && ceiling < cap; ++i) ceiling *= 2;
+  ceiling = std::min(ceiling, cap);
+  return absl::Milliseconds(std::floor(absl::ToDoubleMilliseconds(ceiling) * draw));
+}
+
+Worker::Worker(WorkerOptions options, const HandlerRegistry* registry, broker::Consumer* consumer)
+    : options_(std::move(options)), registry_(registry), consumer_(consumer) {}
 
 Worker::~Worker() {
-  bool started;
+  bool running;
   {
     absl::MutexLock lock(&mu_);
-    started = fetcher_.joinable() && !exit_handlers_;
+    running = !handlers_.empty() && !exit_handlers_;
   }
-  if (started) Stop();
+  if (running) Stop();
 }
 
 absl::Status Worker::Start() {
   if (options_.queues.empty()) return absl::InvalidArgumentError("no queues to fetch from");
   if (options_.concurrency < 1) return absl::InvalidArgumentError("concurrency must be >= 1");
   for (int i = 0; i < options_.concurrency; ++i) handlers_.emplace_back([this] { HandlerLoop(); });
+  maintainer_ = std::thread([this] { MaintainLoop(); });
   fetcher_ = std::thread([this] { FetchLoop(); });
   log::Info("worker started", {{"queues", absl::StrJoin(options_.queues, ",")},
                                {"concurrency", absl::StrCat(options_.concurrency)},
-                               {"consumer", options_.consumer}});
+                               {"consumer", consumer_->options().consumer},
+                               {"lease", absl::FormatDuration(consumer_->options().lease)}});
   return absl::OkStatus();
 }
 
-bool Worker::Stop() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return Drained();
-    stopping_ = true;
-  }
-  if (fetcher_.joinable()) fetcher_.join();  // Returns within fetch_block.
-  bool drained;
-  {
-    absl::MutexLock lock(&mu_);
-    drained = mu_.AwaitWithTimeout(absl::Condition(this, &Worker::Drained),
-                                   options_.drain_timeout);
-    if (!drained) {
-      log::Warning("drain timeout: cancelling running tasks",
-                   {{"in_flight", absl::StrCat(in_flight_)},
-                    {"drain_timeout", absl::FormatDuration(options_.drain_timeout)}});
-    }
-  }
-  if (!drained) {
-    cancel_all_ = true;
-    // Handlers that honour cancellation finish promptly; give them a moment
-    // to report, but never wait on one that ignores it.
-    absl::MutexLock lock(&mu_);
-    drained = mu_.AwaitWithTimeout(absl::Condition(this, &Worker::Drained), absl::Seconds(2));
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    exit_handlers_ = true;
-  }
-  for (std::thread& t : handlers_) {
-    if (drained) {
-      t.join();
-    } else {
-      t.detach();  // A handler ignoring cancellation must not hang shutdown.
-    }
-  }
-  log::Info("worker stopped", {{"drained", drained ? "true" : "false"}});
-  return drained;
+bool Worker::HasWork() const { return exit_handlers_ || !ready_.empty(); }
+bool Worker::HasCapacity() const {
+  return stopping_ || static_cast<int>(leased_.size()) < options_.concurrency;
 }
+bool Worker::Drained() const { return leased_.empty(); }
 
 WorkerStats Worker::stats() const {
   absl::MutexLock lock(&mu_);
   return stats_;
 }
 
-bool Worker::HasWork() const { return exit_handlers_ || !ready_.empty(); }
-bool Worker::HasCapacity() const { return stopping_ || in_flight_ < options_.concurrency; }
-bool Worker::Drained() const { return in_flight_ == 0; }
+std::vector<Worker::JobPtr> Worker::Leased() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<JobPtr> jobs;
+  jobs.reserve(leased_.size());
+  for (const auto& [key, job] : leased_) jobs.push_back(job);
+  return jobs;
+}
+
+bool Worker::Stop() {
+  std::vector<JobPtr> not_started;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ || handlers_.empty()) return Drained();
+    stopping_ = true;
+    not_started.assign(ready_.begin(), ready_.end());
+    ready_.clear();
+  }
+  if (fetcher_.joinable()) fetcher_.join();  // Returns within fetch_block.
+  // Tasks that no handler took yet go back at once, for another worker.
+  for (const JobPtr& job : not_started) HandBack(job);
+
+  bool drained;
+  {
+    absl::MutexLock lock(&mu_);
+    drained = mu_.AwaitWithTimeout(absl::Condition(this, &Worker::Drained),
+                                   options_.drain_timeout);
+  }
+  if (!drained) {
+    std::vector<JobPtr> running = Leased();
+    log::Warning("drain timeout: handing running tasks back",
+                 {{"tasks", absl::StrCat(running.size())},
+                  {"drain_timeout", absl::FormatDuration(options_.drain_timeout)}});
+    for (const JobPtr& job : running) {
+      HandBack(job);
+      job->cancel = true;  // Its late outcome will be fenced.
+    }
+    absl::MutexLock lock(&mu_);
+    drained = mu_.AwaitWithTimeout(absl::Condition(this, &Worker::Drained), absl::Seconds(5));
+  }
+  stop_maintenance_.Notify();
+  if (maintainer_.joinable()) maintainer_.join();
+  bool handlers_idle;
+  {
+    absl::MutexLock lock(&mu_);
+    exit_handlers_ = true;
+    handlers_idle = mu_.AwaitWithTimeout(
+        absl::Condition(+[](int* busy) { return *busy == 0; }, &busy_), absl::Seconds(2));
+  }
+  // A handler that ignores cancellation must not hang shutdown: its task was
+  // handed back, so its thread is left behind (the process is about to exit).
+  for (std::thread& t : handlers_) {
+    if (handlers_idle) {
+      t.join();
+    } else {
+      t.detach();
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(
+        absl::Condition(+[](int* n) { return *n == 0; }, &outstanding_), absl::Seconds(5));
+  }
+  log::Info("worker stopped", {{"drained", drained ? "true" : "false"}});
+  return drained && handlers_idle;
+}
+
+void Worker::Accept(std::vector<broker::Lease> leases) {
+  absl::MutexLock lock(&mu_);
+  for (broker::Lease& lease : leases) {
+    auto job = std::make_shared<Job>();
+    job->lease = std::move(lease);
+    leased_[KeyOf(job->lease)] = job;
+    ready_.push_back(std::move(job));
+  }
+}
+
+void Worker::Release(const JobPtr& job) {
+  absl::MutexLock lock(&mu_);
+  auto it = leased_.find(KeyOf(job->lease));
+  if (it != leased_.end() && it->second == job) leased_.erase(it);
+}
 
 void Worker::FetchLoop() {
   std::unique_ptr<redis::Connection> conn;
   absl::Duration backoff = absl::Milliseconds(50);
   absl::Status last_error;
+  absl::Time next_reclaim = absl::Now();
+  size_t rotate = 0;
 
-  // Waits before the next try, unless Stop() comes first. Returns false on stop.
-  auto pause = [&]() {
+  // Waits before the next try, unless Stop() comes first. False on stop.
+  auto pause = [&](absl::Duration d) {
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), backoff);
-    backoff = std::min(backoff * 2, absl::Seconds(2));
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), d);
     return !stopping_;
   };
-  auto report = [&](const absl::Status& status) {
+  auto failed = [&](const absl::Status& status) {
     if (status.message() != last_error.message()) {
       log::Warning("fetch failed; retrying", {{"error", status.message()}});
     }
     last_error = status;
+    conn.reset();
+    connected_ = false;
+    const absl::Duration d = backoff;
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+    return pause(d);
+  };
+  auto capacity = [&]() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &Worker::HasCapacity));
+    return stopping_ ? 0 : options_.concurrency - static_cast<int>(leased_.size());
   };
 
   while (true) {
-    int capacity;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &Worker::HasCapacity));
-      if (stopping_) break;
-      capacity = options_.concurrency - in_flight_;
-    }
-    if (conn == nullptr || conn->broken()) {
-      connected_ = false;
+    int free = capacity();
+    if (free <= 0) break;  // Stopping.
+    if (conn == nullptr) {
       auto c = redis::Connection::Connect(options_.redis);
-      absl::Status s = c.ok() ? broker_->EnsureGroups(**c, options_.queues) : c.status();
+      absl::Status s = c.ok() ? consumer_->EnsureGroups(**c, options_.queues) : c.status();
       if (!s.ok()) {
-        report(s);
-        if (!pause()) break;
+        if (!failed(s)) break;
         continue;
       }
       conn = *std::move(c);
@@ -128,55 +199,90 @@ void Worker::FetchLoop() {
       if (!last_error.ok()) log::Info("fetch connection restored");
       last_error = absl::OkStatus();
     }
-    absl::StatusOr<std::vector<broker::Delivery>> deliveries =
-        broker_->Fetch(*conn, options_.consumer, options_.queues, capacity, options_.fetch_block);
-    if (!deliveries.ok()) {
-      report(deliveries.status());
-      if (!pause()) break;
+
+    absl::Status error;
+    int got = 0;
+    // Tasks whose worker died or froze come first: they waited longest.
+    if (absl::Now() >= next_reclaim) {
+      next_reclaim = absl::Now() + options_.reclaim_interval;
+      for (const std::string& q : options_.queues) {
+        if (free - got <= 0) break;
+        absl::StatusOr<std::vector<broker::Lease>> r = consumer_->Reclaim(q, free - got);
+        if (!r.ok()) {
+          error = r.status();
+          break;
+        }
+        if (!r->empty()) {
+          log::Warning("reclaimed tasks with expired leases",
+                       {{"queue", q}, {"tasks", absl::StrCat(r->size())}});
+          absl::MutexLock lock(&mu_);
+          stats_.reclaimed += static_cast<int64_t>(r->size());
+        }
+        got += static_cast<int>(r->size());
+        Accept(*std::move(r));
+      }
+    }
+    // Then new tasks, queue by queue, starting with a different queue each
+    // round so that none is favoured.
+    std::vector<std::string> active;
+    for (size_t i = 0; error.ok() && i < options_.queues.size() && free - got > 0; ++i) {
+      const std::string& q = options_.queues[(rotate + i) % options_.queues.size()];
+      absl::StatusOr<broker::Consumer::Fetched> f = consumer_->Fetch(q, free - got);
+      if (!f.ok()) {
+        error = f.status();
+        break;
+      }
+      if (!f->paused) active.push_back(q);
+      got += static_cast<int>(f->leases.size());
+      Accept(std::move(f->leases));
+    }
+    ++rotate;
+    if (error.ok() && got == 0) {
+      if (active.empty()) {
+        // Every queue is paused: look again in a while.
+        if (!pause(options_.fetch_block)) break;
+        continue;
+      }
+      // All idle: block until something arrives (or fetch_block passes).
+      absl::StatusOr<std::vector<broker::Lease>> w =
+          consumer_->Wait(*conn, active, options_.fetch_block);
+      if (w.ok()) {
+        Accept(*std::move(w));
+      } else {
+        error = w.status();
+      }
+    }
+    if (!error.ok()) {
+      if (!failed(error)) break;
       continue;
     }
-    if (deliveries->empty()) continue;
-    {
-      absl::MutexLock lock(&mu_);
-      in_flight_ += static_cast<int>(deliveries->size());
-    }
-    for (const broker::Delivery& d : *deliveries) {
-      broker_->Start(d, [this, d](absl::StatusOr<absl::optional<broker::Lease>> lease) {
-        absl::MutexLock lock(&mu_);
-        if (lease.ok() && lease->has_value()) {
-          ready_.push_back(**std::move(lease));
-          return;
-        }
-        // A stale entry (cancelled or deleted task) or an error: nothing runs.
-        if (!lease.ok()) {
-          log::Error("could not start task", {{"task", broker::TaskName(d.queue, d.task_id)},
-                                              {"error", lease.status().message()}});
-        }
-        --in_flight_;
-      });
-    }
+    backoff = absl::Milliseconds(50);
   }
   connected_ = false;
 }
 
 void Worker::HandlerLoop() {
   while (true) {
-    broker::Lease lease;
+    JobPtr job;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &Worker::HasWork));
       if (ready_.empty()) return;  // exit_handlers_ and nothing left.
-      lease = std::move(ready_.front());
+      job = std::move(ready_.front());
       ready_.pop_front();
+      job->running = true;
+      ++busy_;
     }
-    Run(lease);
+    Run(job);
+    absl::MutexLock lock(&mu_);
+    --busy_;
   }
 }
 
-void Worker::Run(const broker::Lease& lease) {
-  const broker::Delivery& d = lease.delivery;
+void Worker::Run(const JobPtr& job) {
+  const broker::Lease& lease = job->lease;
   TaskContext ctx;
-  ctx.task_name = broker::TaskName(d.queue, d.task_id);
+  ctx.task_name = NameOf(lease);
   ctx.type = lease.type;
   ctx.payload = Payload{lease.payload.is_json, lease.payload.data};
   ctx.attempt = lease.attempt;
@@ -184,7 +290,11 @@ void Worker::Run(const broker::Lease& lease) {
   const absl::Duration timeout =
       lease.timeout > absl::ZeroDuration() ? lease.timeout : options_.default_timeout;
   ctx.deadline = absl::Now() + timeout;
-  ctx.cancel_flag = &cancel_all_;
+  ctx.cancel_flag = &job->cancel;
+  ctx.progress = [this, job](int percent, const std::string& message) {
+    consumer_->Progress(job->lease, std::clamp(percent, 0, 100), message,
+                        [](absl::StatusOr<bool>) {});
+  };
 
   broker::Outcome outcome;
   const Handler* handler = registry_->Find(lease.type);
@@ -207,20 +317,54 @@ void Worker::Run(const broker::Lease& lease) {
       outcome.retryable = !IsSkipRetry(result.status());
     }
   }
-  broker_->Complete(lease, outcome,
-                    [this, lease](absl::StatusOr<broker::Completion> completion) {
-                      Finished(std::move(completion), lease);
-                    });
+  absl::Duration delay = absl::ZeroDuration();
+  if (!outcome.status.ok() && outcome.retryable) {
+    thread_local absl::BitGen gen;
+    delay = RetryDelay(lease.attempt, options_.retry_base, options_.retry_cap,
+                       absl::Uniform(gen, 0.0, 1.0));
+  }
+  BeginCall();
+  consumer_->Complete(lease, outcome, delay,
+                      [this, job](absl::StatusOr<broker::Completion> completion) {
+                        Count(std::move(completion), job->lease);
+                        Release(job);
+                        EndCall();
+                      });
 }
 
-void Worker::Finished(absl::StatusOr<broker::Completion> completion, const broker::Lease& lease) {
-  const std::string name = broker::TaskName(lease.delivery.queue, lease.delivery.task_id);
+void Worker::BeginCall() {
   absl::MutexLock lock(&mu_);
-  --in_flight_;
+  ++outstanding_;
+}
+
+void Worker::EndCall() {
+  absl::MutexLock lock(&mu_);
+  --outstanding_;
+}
+
+void Worker::HandBack(const JobPtr& job) {
+  BeginCall();
+  consumer_->HandBack(job->lease, [this, job](absl::StatusOr<bool> done) {
+    if (!done.ok()) {
+      // Not handed back: the lease will expire and another worker reclaims it.
+      log::Error("could not hand a task back",
+                 {{"task", NameOf(job->lease)}, {"error", done.status().message()}});
+    } else if (*done) {
+      absl::MutexLock lock(&mu_);
+      ++stats_.handed_back;
+    }
+    Release(job);
+    EndCall();
+  });
+}
+
+void Worker::Count(absl::StatusOr<broker::Completion> completion, const broker::Lease& lease) {
   if (!completion.ok()) {
-    log::Error("could not record outcome", {{"task", name}, {"error", completion.status().message()}});
+    log::Error("could not record an outcome; the lease will expire and the task run again",
+               {{"task", NameOf(lease)}, {"error", completion.status().message()}});
     return;
   }
+  absl::MutexLock lock(&mu_);
   switch (*completion) {
     case broker::Completion::kSucceeded:
       ++stats_.succeeded;
@@ -230,12 +374,43 @@ void Worker::Finished(absl::StatusOr<broker::Completion> completion, const broke
       break;
     case broker::Completion::kFailed:
       ++stats_.failed;
-      log::Info("task failed", {{"task", name}, {"attempt", absl::StrCat(lease.attempt)}});
+      break;
+    case broker::Completion::kCancelled:
+      ++stats_.cancelled;
       break;
     case broker::Completion::kFenced:
       ++stats_.fenced;
-      log::Warning("outcome fenced: the task moved on without this attempt", {{"task", name}});
+      log::Warning("outcome fenced: another attempt holds the task",
+                   {{"task", NameOf(lease)}, {"attempt", absl::StrCat(lease.attempt)}});
       break;
+  }
+}
+
+void Worker::MaintainLoop() {
+  absl::Time next_heartbeat = absl::Now() + options_.heartbeat_interval;
+  while (true) {
+    absl::Duration sleep = options_.promote_interval;
+    for (const std::string& q : options_.queues) {
+      absl::StatusOr<absl::Duration> next = consumer_->Promote(q, 1000);
+      if (next.ok()) sleep = std::min(sleep, *next);
+    }
+    if (absl::Now() >= next_heartbeat) {
+      next_heartbeat = absl::Now() + options_.heartbeat_interval;
+      for (const JobPtr& job : Leased()) {
+        consumer_->Renew(job->lease, [job](absl::StatusOr<broker::Renewal> r) {
+          if (!r.ok() || *r == broker::Renewal::kOk) return;
+          if (*r == broker::Renewal::kLost) {
+            log::Warning("lease lost: another attempt holds the task; stopping this one",
+                         {{"task", NameOf(job->lease)}});
+          }
+          job->cancel = true;
+        });
+      }
+    }
+    sleep = std::min(sleep, next_heartbeat - absl::Now());
+    if (stop_maintenance_.WaitForNotificationWithTimeout(std::max(sleep, absl::Milliseconds(1)))) {
+      return;
+    }
   }
 }
 

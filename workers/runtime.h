@@ -1,17 +1,21 @@
-// Worker: the worker runtime that fetches tasks from Redis Streams and runs them.
+// Worker: the worker runtime that fetches tasks from Redis Streams and runs
+// them, safely alongside any number of other worker processes.
 //
-// One fetch thread reads new entries for the consumer group (XREADGROUP,
-// only as many as there are free handler slots) on its own connection, and
-// starts each task (PENDING -> RUNNING) through the pipelined client; M
-// handler threads run the handlers and report outcomes, which the client
-// pipelines in batches. Any number of worker processes may run at once.
+// Threads:
+//   fetcher      reclaims expired leases (any worker's), then fetches and
+//                starts as many tasks as there are free handler slots
+//                (weighted by priority), blocking on Redis when all is idle;
+//   M handlers   run the handlers and record outcomes (pipelined);
+//   maintainer   renews the leases of every task this worker holds
+//                (heartbeat; relays cancellation) and promotes due
+//                scheduled tasks and retries.
 //
 // Thread-safe: Start() once, then Stop() once (from any thread).
 //
 // Example:
 //   HandlerRegistry registry;
 //   RegisterBuiltinHandlers(registry);
-//   Worker worker(options, &registry, &broker);
+//   Worker worker(options, &registry, &consumer);
 //   RETURN_IF_ERROR(worker.Start());
 //   ...
 //   worker.Stop();  // drains
@@ -27,53 +31,72 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "broker/broker.h"
+#include "broker/consumer.h"
 #include "redis/options.h"
 #include "workers/handler.h"
 
 namespace taskmesh::workers {
 
 struct WorkerOptions {
-  // For the fetch connection (the broker's client carries the rest).
+  // For the blocking fetch connection (the consumer's client does the rest).
   redis::ConnectionOptions redis;
   std::vector<std::string> queues = {"default"};
   // Handler threads, and so the most tasks run at once.
   int concurrency = 8;
-  // This worker's stable consumer name in the group.
-  std::string consumer = "worker";
-  // Longest wait of one XREADGROUP; bounds how fast Stop() takes effect.
+  // Longest blocking wait for new tasks; bounds how fast Stop() takes effect.
   absl::Duration fetch_block = absl::Seconds(1);
   // Attempt timeout for tasks that set none.
   absl::Duration default_timeout = absl::Minutes(30);
-  // On Stop(): how long in-flight tasks may take to finish.
+  // On Stop(): how long running tasks may take to finish before they are
+  // handed back to the queue.
   absl::Duration drain_timeout = absl::Seconds(30);
+  // How often leases are renewed; well under the consumer's lease.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  // How often expired leases are looked for.
+  absl::Duration reclaim_interval = absl::Seconds(1);
+  // Longest sleep between promotions of due scheduled tasks (precision).
+  absl::Duration promote_interval = absl::Milliseconds(100);
+  // Retry backoff: a delay drawn uniformly from [0, min(cap, base * 2^(n-1)))
+  // after the n-th failed attempt (exponential backoff, full jitter).
+  absl::Duration retry_base = absl::Seconds(1);
+  absl::Duration retry_cap = absl::Minutes(10);
 };
 
 struct WorkerStats {
   int64_t succeeded = 0;
   int64_t retried = 0;
   int64_t failed = 0;
+  int64_t cancelled = 0;
   int64_t fenced = 0;
+  int64_t handed_back = 0;
+  int64_t reclaimed = 0;
 };
+
+// The retry delay after failed attempt `attempt` (1-based), given a uniform
+// draw in [0, 1).
+absl::Duration RetryDelay(int attempt, absl::Duration base, absl::Duration cap, double draw);
 
 class Worker {
  public:
-  // `registry` and `broker` must outlive the worker.
-  Worker(WorkerOptions options, const HandlerRegistry* registry, broker::Broker* broker);
+  // `registry` and `consumer` must outlive the worker.
+  Worker(WorkerOptions options, const HandlerRegistry* registry, broker::Consumer* consumer);
   ~Worker();
 
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Starts the fetch and handler threads; they connect in the background.
+  // Starts the threads; they connect in the background.
   absl::Status Start();
 
-  // Stops fetching, then waits up to drain_timeout for in-flight tasks to
-  // finish; handlers still running then are cancelled (ctx.cancelled()).
-  // Returns true when everything in flight finished.
+  // Drains: stops fetching, hands back tasks not yet started, lets running
+  // tasks finish for drain_timeout, then hands back the rest (another worker
+  // takes them at once) and asks their handlers to stop. Returns true when
+  // every task finished or was handed back.
   bool Stop();
 
   // True while the fetch connection is up.
@@ -82,31 +105,50 @@ class Worker {
   WorkerStats stats() const;
 
  private:
+  struct Job {
+    broker::Lease lease;
+    std::atomic<bool> cancel{false};
+    bool running = false;
+  };
+  using JobPtr = std::shared_ptr<Job>;
+
   void FetchLoop();
   void HandlerLoop();
-  void Run(const broker::Lease& lease);
-  void Finished(absl::StatusOr<broker::Completion> completion, const broker::Lease& lease);
+  void MaintainLoop();
+  void Accept(std::vector<broker::Lease> leases);
+  void Run(const JobPtr& job);
+  void HandBack(const JobPtr& job);
+  void Release(const JobPtr& job);
+  void Count(absl::StatusOr<broker::Completion> completion, const broker::Lease& lease);
+  std::vector<JobPtr> Leased() const;
+  // Brackets an asynchronous call whose callback uses this object.
+  void BeginCall();
+  void EndCall();
   bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasCapacity() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Drained() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const WorkerOptions options_;
   const HandlerRegistry* const registry_;
-  broker::Broker* const broker_;
+  broker::Consumer* const consumer_;
 
   mutable absl::Mutex mu_;
-  // Leased tasks waiting for a handler thread.
-  std::deque<broker::Lease> ready_ ABSL_GUARDED_BY(mu_);
-  // Fetched and not yet completed (starting, ready, running, completing).
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Started tasks waiting for a handler thread.
+  std::deque<JobPtr> ready_ ABSL_GUARDED_BY(mu_);
+  // Every task this worker holds a lease on, by "queue/id".
+  absl::flat_hash_map<std::string, JobPtr> leased_ ABSL_GUARDED_BY(mu_);
+  // Handler threads inside Run().
+  int busy_ ABSL_GUARDED_BY(mu_) = 0;
+  // Asynchronous calls whose callbacks have not run yet.
+  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool exit_handlers_ ABSL_GUARDED_BY(mu_) = false;
   WorkerStats stats_ ABSL_GUARDED_BY(mu_);
 
-  // Read by handlers through TaskContext::cancel_flag.
-  std::atomic<bool> cancel_all_{false};
+  absl::Notification stop_maintenance_;
   std::atomic<bool> connected_{false};
   std::thread fetcher_;
+  std::thread maintainer_;
   std::vector<std::thread> handlers_;
 };
 

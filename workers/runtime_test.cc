@@ -11,6 +11,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "tests/support/redis_server.h"
 #include "workers/builtin_handlers.h"
@@ -31,6 +32,11 @@ class RuntimeTest : public ::testing::Test {
     options.connection = redis_->options();
     client_ = std::make_unique<redis::Client>(options);
     broker_ = std::make_unique<broker::Broker>(client_.get(), broker::BrokerOptions{});
+    broker::ConsumerOptions consumer_options;
+    consumer_options.consumer = "test-worker";
+    consumer_options.lease = absl::Seconds(2);
+    consumer_ = std::make_unique<broker::Consumer>(client_.get(), broker::BrokerOptions{},
+                                                   consumer_options);
     RegisterBuiltinHandlers(registry_);
     registry_.Register("count", [this](const TaskContext& ctx) -> absl::StatusOr<Result> {
       absl::MutexLock lock(&mu_);
@@ -44,10 +50,13 @@ class RuntimeTest : public ::testing::Test {
     options.redis = redis_->options();
     options.queues = {"q"};
     options.concurrency = concurrency;
-    options.consumer = "test-worker";
     options.fetch_block = absl::Milliseconds(100);
     options.drain_timeout = drain;
-    worker_ = std::make_unique<Worker>(options, &registry_, broker_.get());
+    options.heartbeat_interval = absl::Milliseconds(200);
+    options.promote_interval = absl::Milliseconds(20);
+    options.retry_base = absl::Milliseconds(50);
+    options.retry_cap = absl::Milliseconds(200);
+    worker_ = std::make_unique<Worker>(options, &registry_, consumer_.get());
     ASSERT_TRUE(worker_->Start().ok());
   }
 
@@ -99,6 +108,7 @@ class RuntimeTest : public ::testing::Test {
   std::unique_ptr<testing::RedisServer> redis_;
   std::unique_ptr<redis::Client> client_;
   std::unique_ptr<broker::Broker> broker_;
+  std::unique_ptr<broker::Consumer> consumer_;
   HandlerRegistry registry_;
   std::unique_ptr<Worker> worker_;
   int next_id_ = 0;
@@ -129,7 +139,7 @@ TEST_F(RuntimeTest, UnknownTypeFailsAtOnceNamingTheType) {
   EXPECT_THAT(t.last_error().message(), HasSubstr("no handler for task type 'no-such-type'"));
 }
 
-TEST_F(RuntimeTest, FailingTaskIsRetriedThenFailed) {
+TEST_F(RuntimeTest, FailingTaskIsRetriedThenFailed) {  // With backoff (50-200 ms here).
   StartWorker();
   Task t = AwaitTerminal(Create("fail", R"({"message":"broken"})", /*max_attempts=*/3));
   EXPECT_EQ(t.state(), Task::FAILED);
@@ -164,7 +174,7 @@ TEST_F(RuntimeTest, StopLetsInFlightTasksFinish) {
   EXPECT_EQ(Get(id).state(), Task::SUCCEEDED);
 }
 
-TEST_F(RuntimeTest, StopCancelsTasksPastTheDrainTimeout) {
+TEST_F(RuntimeTest, StopHandsBackTasksStillRunningAtTheDrainTimeout) {
   StartWorker(1, /*drain=*/absl::Milliseconds(100));
   const std::string id = Create("sleep", R"({"ms":60000})", 1);
   ASSERT_TRUE(testing::WaitFor(absl::Seconds(5), [&] { return Get(id).state() == Task::RUNNING; }));
@@ -172,8 +182,82 @@ TEST_F(RuntimeTest, StopCancelsTasksPastTheDrainTimeout) {
   EXPECT_TRUE(worker_->Stop());  // The sleep handler honours cancellation.
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
   Task t = Get(id);
-  EXPECT_EQ(t.state(), Task::FAILED);
-  EXPECT_EQ(t.last_error().code(), static_cast<int>(absl::StatusCode::kCancelled));
+  // Back in the queue for another worker, the abandoned attempt not counted.
+  EXPECT_EQ(t.state(), Task::PENDING);
+  EXPECT_EQ(t.attempt(), 0);
+  EXPECT_EQ(worker_->stats().handed_back, 1);
+  EXPECT_EQ(worker_->stats().fenced, 1);  // The cancelled handler's late outcome.
+}
+
+TEST_F(RuntimeTest, RetriesWithBackoffUntilSuccess) {
+  std::atomic<int> calls{0};
+  registry_.Register("flaky", [&](const TaskContext& ctx) -> absl::StatusOr<Result> {
+    if (++calls < 3) return absl::UnavailableError("not yet");
+    return Result::Json(absl::StrCat(ctx.attempt));
+  });
+  StartWorker();
+  Task t = AwaitTerminal(Create("flaky", "", 5));
+  EXPECT_EQ(t.state(), Task::SUCCEEDED);
+  EXPECT_EQ(t.attempt(), 3);
+  EXPECT_EQ(t.result().number_value(), 3);
+}
+
+TEST_F(RuntimeTest, CancelledRunningTaskStopsAndEndsCancelled) {
+  StartWorker();
+  const std::string id = Create("sleep", R"({"ms":60000})");
+  ASSERT_TRUE(testing::WaitFor(absl::Seconds(5), [&] { return Get(id).state() == Task::RUNNING; }));
+  absl::Notification done;
+  broker_->Cancel("q", id, [&](absl::StatusOr<Task>) { done.Notify(); });
+  done.WaitForNotification();
+  Task t = AwaitTerminal(id, absl::Seconds(5));  // Reaches the handler with the heartbeat.
+  EXPECT_EQ(t.state(), Task::CANCELLED);
+}
+
+TEST_F(RuntimeTest, ProgressReportsAreVisible) {
+  absl::Notification reported, release;
+  registry_.Register("progress", [&](const TaskContext& ctx) -> absl::StatusOr<Result> {
+    ctx.ReportProgress(50, "half way");
+    reported.Notify();
+    release.WaitForNotificationWithTimeout(absl::Seconds(10));
+    return Result::Json("true");
+  });
+  StartWorker();
+  const std::string id = Create("progress", "");
+  reported.WaitForNotification();
+  EXPECT_TRUE(testing::WaitFor(absl::Seconds(5), [&] { return Get(id).progress().percent() == 50; }));
+  EXPECT_EQ(Get(id).progress().message(), "half way");
+  release.Notify();
+  EXPECT_EQ(AwaitTerminal(id).state(), Task::SUCCEEDED);
+}
+
+TEST_F(RuntimeTest, ScheduledTaskRunsWhenDue) {
+  StartWorker();
+  Task task;
+  task.set_type("echo");
+  const absl::Time due = absl::Now() + absl::Milliseconds(500);
+  task.mutable_schedule_time()->set_seconds(absl::ToUnixSeconds(due));
+  task.mutable_schedule_time()->set_nanos(static_cast<int32_t>(absl::ToUnixMillis(due) % 1000) *
+                                          1000000);
+  absl::Notification created;
+  broker_->Create("q", "scheduled", task, [&](auto) { created.Notify(); });
+  created.WaitForNotification();
+  EXPECT_EQ(Get("scheduled").state(), Task::SCHEDULED);
+  Task t = AwaitTerminal("scheduled");
+  EXPECT_EQ(t.state(), Task::SUCCEEDED);
+  EXPECT_GE(absl::Now(), due);
+  // Promoted within --promote_interval (20 ms here) of its due time.
+  EXPECT_LT(absl::FromUnixMillis(google::protobuf::util::TimeUtil::TimestampToMilliseconds(
+                t.start_time())) - due,
+            absl::Milliseconds(300));
+}
+
+TEST(RetryDelayTest, IsFullJitterUnderAnExponentialCap) {
+  const absl::Duration base = absl::Seconds(1), cap = absl::Seconds(30);
+  EXPECT_EQ(RetryDelay(1, base, cap, 0.0), absl::ZeroDuration());
+  EXPECT_EQ(RetryDelay(1, base, cap, 0.5), absl::Milliseconds(500));
+  EXPECT_EQ(RetryDelay(3, base, cap, 0.5), absl::Seconds(2));
+  EXPECT_EQ(RetryDelay(10, base, cap, 0.5), absl::Seconds(15));  // Capped at 30 s.
+  EXPECT_LT(RetryDelay(100, base, cap, 0.999999), cap);
 }
 
 TEST_F(RuntimeTest, KeepsWorkingAcrossARedisRestart) {

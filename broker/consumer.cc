@@ -1,0 +1,299 @@
+#include "broker/consumer.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "broker/keys.h"
+#include "broker/scripts.h"
+#include "common/status_macros.h"
+
+namespace taskmesh::broker {
+namespace {
+
+using ::taskmesh::redis::Reply;
+
+int64_t IntField(const Record& record, absl::string_view field) {
+  int64_t v = 0;
+  auto it = record.find(field);
+  if (it != record.end()) (void)absl::SimpleAtoi(it->second, &v);
+  return v;
+}
+
+absl::StatusOr<std::string> WordOf(const absl::StatusOr<Reply>& reply) {
+  if (!reply.ok()) return reply.status();
+  if (reply->type() == Reply::Type::kInteger) return absl::StrCat(reply->integer());
+  return reply->AsString();
+}
+
+constexpr absl::string_view kSuffixes[] = {"high", "", "low"};
+
+}  // namespace
+
+std::string PriorityOrder(double draw1, double draw2) {
+  // Weights: h 6, d 3, l 1. First pick by weight, then the second among the
+  // remaining two by weight; the last is what is left.
+  std::string all = "hdl";
+  const int weights[] = {6, 3, 1};
+  auto weight = [&](char c) { return weights[all.find(c)]; };
+  std::string left = all, order;
+  for (double draw : {draw1, draw2}) {
+    int total = 0;
+    for (char c : left) total += weight(c);
+    double x = draw * total;
+    for (size_t i = 0; i < left.size(); ++i) {
+      x -= weight(left[i]);
+      if (x < 0 || i + 1 == left.size()) {
+        order.push_back(left[i]);
+        left.erase(i, 1);
+        break;
+      }
+    }
+  }
+  return order + left;
+}
+
+Consumer::Consumer(redis::Client* client, BrokerOptions broker_options, ConsumerOptions options)
+    : client_(client),
+      broker_options_(std::move(broker_options)),
+      options_(std::move(options)) {}
+
+std::vector<std::string> Consumer::Args(const std::string& queue,
+                                        std::vector<std::string> rest) const {
+  return ScriptArgs(QueuePrefix(queue), broker_options_, std::move(rest));
+}
+
+absl::Status Consumer::EnsureGroups(redis::Connection& conn,
+                                    const std::vector<std::string>& queues) {
+  std::vector<redis::Args> commands;
+  for (const std::string& q : queues) {
+    for (absl::string_view suffix : kSuffixes) {
+      commands.push_back({"XGROUP", "CREATE", StreamKey(q, suffix), std::string(kConsumerGroup),
+                          "0", "MKSTREAM"});
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<Reply> replies, conn.Pipeline(commands));
+  for (const Reply& reply : replies) {
+    if (reply.is_error() && !absl::StartsWith(reply.str(), "BUSYGROUP")) {
+      return reply.ToStatus();
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<Lease>> Consumer::ParseStarted(const std::string& queue,
+                                                          const Reply& reply) const {
+  RETURN_IF_ERROR(reply.ToStatus());
+  const auto& e = reply.elements();
+  std::vector<Lease> leases;
+  for (size_t i = 1; i + 2 < e.size(); i += 3) {
+    ASSIGN_OR_RETURN(Record record, e[i + 2].AsMap());
+    Lease lease;
+    lease.queue = queue;
+    lease.stream = e[i].str();
+    lease.stream_id = e[i + 1].str();
+    auto get = [&](absl::string_view f) -> std::string {
+      auto it = record.find(f);
+      return it == record.end() ? "" : it->second;
+    };
+    lease.type = get("type");
+    lease.payload.data = get("payload");
+    lease.payload.is_json = get("pk") != "b";
+    lease.attempt = static_cast<int>(IntField(record, "attempt"));
+    lease.max_attempts = static_cast<int>(IntField(record, "max_att"));
+    lease.timeout = absl::Milliseconds(IntField(record, "tmo_ms"));
+    lease.task_id = get("id");
+    leases.push_back(std::move(lease));
+  }
+  return leases;
+}
+
+absl::StatusOr<Consumer::Fetched> Consumer::Fetch(const std::string& queue, int count) {
+  thread_local absl::BitGen gen;
+  const std::string order =
+      PriorityOrder(absl::Uniform(gen, 0.0, 1.0), absl::Uniform(gen, 0.0, 1.0));
+  ASSIGN_OR_RETURN(Reply reply,
+                   client_->CallEval(scripts::Fetch(), {MetaKey(queue)},
+                                     Args(queue, {options_.consumer, absl::StrCat(count),
+                                                  absl::StrCat(absl::ToInt64Milliseconds(
+                                                      options_.lease)),
+                                                  absl::StrCat(options_.poison_after), order})));
+  RETURN_IF_ERROR(reply.ToStatus());
+  Fetched fetched;
+  if (reply.elements().empty()) return absl::InternalError("fetch: empty reply");
+  const std::string& word = reply.elements()[0].str();
+  if (word == "paused") {
+    fetched.paused = true;
+    return fetched;
+  }
+  if (word == "nogroup") {
+    return absl::FailedPreconditionError(absl::StrCat("queue ", queue, ": consumer group missing"));
+  }
+  ASSIGN_OR_RETURN(fetched.leases, ParseStarted(queue, reply));
+  return fetched;
+}
+
+absl::StatusOr<std::vector<Lease>> Consumer::Wait(redis::Connection& conn,
+                                                  const std::vector<std::string>& queues,
+                                                  absl::Duration block) {
+  redis::Args args = {"XREADGROUP",       "GROUP", std::string(kConsumerGroup), options_.consumer,
+                      "COUNT",            "1",     "BLOCK",
+                      absl::StrCat(absl::ToInt64Milliseconds(block)), "STREAMS"};
+  absl::flat_hash_map<std::string, std::string> queue_of_stream;
+  for (const std::string& q : queues) {
+    for (absl::string_view suffix : kSuffixes) {
+      args.push_back(StreamKey(q, suffix));
+      queue_of_stream[args.back()] = q;
+    }
+  }
+  const size_t streams = queue_of_stream.size();
+  for (size_t i = 0; i < streams; ++i) args.push_back(">");
+
+  ASSIGN_OR_RETURN(Reply reply, conn.BlockingCommand(args, block));
+  if (reply.is_error() && absl::StartsWith(reply.str(), "NOGROUP")) {
+    // A stream (and so its group) was deleted: recreate, then read again.
+    RETURN_IF_ERROR(EnsureGroups(conn, queues));
+    return std::vector<Lease>();
+  }
+  RETURN_IF_ERROR(reply.ToStatus());
+  std::vector<Lease> leases;
+  if (reply.is_nil()) return leases;  // Nothing arrived within `block`.
+
+  // stream, entry id, task id triples per queue.
+  absl::flat_hash_map<std::string, std::vector<std::string>> per_queue;
+  for (const Reply& stream : reply.elements()) {
+    ASSIGN_OR_RETURN(const std::vector<Reply>* pair, stream.AsArray(2));
+    const std::string& key = (*pair)[0].str();
+    auto q = queue_of_stream.find(key);
+    if (q == queue_of_stream.end()) return absl::InternalError("XREADGROUP: unknown stream");
+    for (const Reply& entry : (*pair)[1].elements()) {
+      ASSIGN_OR_RETURN(const std::vector<Reply>* id_fields, entry.AsArray(2));
+      const auto& fields = (*id_fields)[1].elements();
+      for (size_t i = 0; i + 1 < fields.size(); i += 2) {
+        if (fields[i].str() != "id") continue;
+        auto& triples = per_queue[q->second];
+        triples.insert(triples.end(), {key, (*id_fields)[0].str(), fields[i + 1].str()});
+      }
+    }
+  }
+  for (auto& [queue, triples] : per_queue) {
+    std::vector<std::string> rest = {
+        options_.consumer, absl::StrCat(absl::ToInt64Milliseconds(options_.lease)),
+        absl::StrCat(options_.poison_after)};
+    rest.insert(rest.end(), triples.begin(), triples.end());
+    ASSIGN_OR_RETURN(Reply started, client_->CallEval(scripts::StartDelivered(), {MetaKey(queue)},
+                                                      Args(queue, std::move(rest))));
+    ASSIGN_OR_RETURN(std::vector<Lease> got, ParseStarted(queue, started));
+    for (Lease& l : got) leases.push_back(std::move(l));
+  }
+  return leases;
+}
+
+absl::StatusOr<std::vector<Lease>> Consumer::Reclaim(const std::string& queue, int count) {
+  ASSIGN_OR_RETURN(
+      Reply reply,
+      client_->CallEval(scripts::Reclaim(), {MetaKey(queue)},
+                        Args(queue, {options_.consumer,
+                                     absl::StrCat(absl::ToInt64Milliseconds(options_.lease)),
+                                     absl::StrCat(options_.poison_after), absl::StrCat(count)})));
+  RETURN_IF_ERROR(reply.ToStatus());
+  if (!reply.elements().empty() && reply.elements()[0].str() == "paused") {
+    return std::vector<Lease>();
+  }
+  return ParseStarted(queue, reply);
+}
+
+absl::StatusOr<absl::Duration> Consumer::Promote(const std::string& queue, int max) {
+  ASSIGN_OR_RETURN(Reply reply, client_->CallEval(scripts::Promote(), {ScheduledKey(queue)},
+                                                  Args(queue, {absl::StrCat(max)})));
+  ASSIGN_OR_RETURN(const std::vector<Reply>* v, reply.AsArray(2));
+  const int64_t wait_ms = (*v)[1].integer();
+  if ((*v)[0].integer() >= max) return absl::ZeroDuration();  // More may be due.
+  return wait_ms < 0 ? absl::InfiniteDuration() : absl::Milliseconds(wait_ms);
+}
+
+void Consumer::Renew(const Lease& lease, Callback<Renewal> done) {
+  client_->Eval(scripts::Renew(), {TaskKey(lease.queue, lease.task_id)},
+                Args(lease.queue, {options_.consumer,
+                                   absl::StrCat(absl::ToInt64Milliseconds(options_.lease)),
+                                   lease.stream_id, absl::StrCat(lease.attempt), lease.stream}),
+                [done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+                  absl::StatusOr<std::string> word = WordOf(reply);
+                  if (!word.ok()) {
+                    done(word.status());
+                  } else if (*word == "ok") {
+                    done(Renewal::kOk);
+                  } else if (*word == "cancel") {
+                    done(Renewal::kCancelRequested);
+                  } else {
+                    done(Renewal::kLost);
+                  }
+                });
+}
+
+void Consumer::Progress(const Lease& lease, int percent, const std::string& message,
+                        Callback<bool> done) {
+  client_->Eval(scripts::Progress(), {TaskKey(lease.queue, lease.task_id)},
+                Args(lease.queue, {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt),
+                                   absl::StrCat(percent), message}),
+                [done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+                  absl::StatusOr<std::string> word = WordOf(reply);
+                  if (!word.ok()) {
+                    done(word.status());
+                  } else {
+                    done(*word == "1");
+                  }
+                });
+}
+
+void Consumer::Complete(const Lease& lease, const Outcome& outcome, absl::Duration retry_delay,
+                        Callback<Completion> done) {
+  const bool ok = outcome.status.ok();
+  client_->Eval(
+      scripts::Complete(), {TaskKey(lease.queue, lease.task_id)},
+      Args(lease.queue,
+           {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt), lease.stream,
+            ok ? "S" : "F", outcome.result.is_json ? "j" : "b", ok ? outcome.result.data : "",
+            absl::StrCat(ok ? 0 : static_cast<int>(outcome.status.code())),
+            ok ? "" : std::string(outcome.status.message()), outcome.retryable ? "1" : "0",
+            absl::StrCat(absl::ToInt64Milliseconds(retry_delay))}),
+      [done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+        absl::StatusOr<std::string> word = WordOf(reply);
+        if (!word.ok()) {
+          done(word.status());
+        } else if (*word == "succeeded") {
+          done(Completion::kSucceeded);
+        } else if (*word == "retrying") {
+          done(Completion::kRetrying);
+        } else if (*word == "failed") {
+          done(Completion::kFailed);
+        } else if (*word == "cancelled") {
+          done(Completion::kCancelled);
+        } else if (*word == "fenced") {
+          done(Completion::kFenced);
+        } else {
+          done(absl::InternalError(absl::StrCat("complete: bad reply ", *word)));
+        }
+      });
+}
+
+void Consumer::HandBack(const Lease& lease, Callback<bool> done) {
+  client_->Eval(scripts::HandBack(), {TaskKey(lease.queue, lease.task_id)},
+                Args(lease.queue, {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt),
+                                   lease.stream}),
+                [done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+                  absl::StatusOr<std::string> word = WordOf(reply);
+                  if (!word.ok()) {
+                    done(word.status());
+                  } else {
+                    done(*word == "1");
+                  }
+                });
+}
+
+}  // namespace taskmesh::broker
