@@ -1,0 +1,385 @@
+{{/*
+Shared definitions of the taskmesh chart: names, labels, images, the Redis
+connection, the security contexts and the pieces every component's pods share.
+Most helpers take a dict: (dict "ctx" $ "component" "task-service" ...).
+*/}}
+
+{{- define "taskmesh.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The prefix of every object name. Truncated to 36 characters so that the
+longest derived Service name ("<prefix>-task-service-headless") stays a valid
+63-character DNS label and the Redis StatefulSet's pod labels stay valid.
+*/}}
+{{- define "taskmesh.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 36 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 36 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 36 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "taskmesh.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels: (dict "ctx" $ "component" C ["pool" P]). Never change on upgrade. */}}
+{{- define "taskmesh.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "taskmesh.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- if .pool }}
+taskmesh.io/pool: {{ .pool }}
+{{- end }}
+{{- end -}}
+
+{{/* All labels of an object: (dict "ctx" $ "component" C ["pool" P]). */}}
+{{- define "taskmesh.labels" -}}
+{{ include "taskmesh.selectorLabels" . }}
+app.kubernetes.io/part-of: taskmesh
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+helm.sh/chart: {{ include "taskmesh.chart" .ctx }}
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels every pod of the release carries (the default-deny selector). */}}
+{{- define "taskmesh.releaseSelector" -}}
+app.kubernetes.io/name: {{ include "taskmesh.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* An image reference: (dict "ctx" $ "image" .Values.taskService.image). */}}
+{{- define "taskmesh.image" -}}
+{{- $tag := .ctx.Values.image.tag | default .ctx.Chart.AppVersion -}}
+{{- printf "%s/%s:%s" (.ctx.Values.image.prefix | trimSuffix "/") .image.repository $tag -}}
+{{- end -}}
+
+{{- define "taskmesh.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "taskmesh.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Object names. */}}
+{{- define "taskmesh.taskService.name" -}}{{ include "taskmesh.fullname" . }}-task-service{{- end -}}
+{{- define "taskmesh.gateway.name" -}}{{ include "taskmesh.fullname" . }}-api-gateway{{- end -}}
+{{- define "taskmesh.redis.name" -}}{{ include "taskmesh.fullname" . }}-redis{{- end -}}
+{{- define "taskmesh.worker.name" -}}{{ include "taskmesh.fullname" .ctx }}-worker-{{ .pool }}{{- end -}}
+
+{{/* ---- Redis connection ---- */}}
+
+{{- define "taskmesh.redis.secretName" -}}
+{{- if .Values.redis.auth.existingSecret -}}
+{{- .Values.redis.auth.existingSecret -}}
+{{- else if eq .Values.redis.mode "internal" -}}
+{{- include "taskmesh.redis.name" . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "taskmesh.redis.secretKey" -}}
+{{- .Values.redis.auth.existingSecretPasswordKey | default "redis-password" -}}
+{{- end -}}
+
+{{/* The parsed external URL, or the internal Service: "host:port". */}}
+{{- define "taskmesh.redis.address" -}}
+{{- if eq .Values.redis.mode "external" -}}
+{{- $u := urlParse (required "redis.external.url is required when redis.mode is external" .Values.redis.external.url) -}}
+{{- if ne $u.scheme "redis" -}}
+{{- fail (printf "redis.external.url must start with redis:// (got %q); hiredis has no TLS" .Values.redis.external.url) -}}
+{{- end -}}
+{{- if $u.userinfo -}}
+{{- fail "redis.external.url must not contain a password: put it in the Secret named by redis.auth.existingSecret" -}}
+{{- end -}}
+{{- if contains ":" $u.host -}}{{ $u.host }}{{- else -}}{{ $u.host }}:6379{{- end -}}
+{{- else -}}
+{{- printf "%s.%s.svc.%s:6379" (include "taskmesh.redis.name" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "taskmesh.redis.port" -}}
+{{- include "taskmesh.redis.address" . | splitList ":" | last -}}
+{{- end -}}
+
+{{- define "taskmesh.redis.db" -}}
+{{- if eq .Values.redis.mode "external" -}}
+{{- (urlParse .Values.redis.external.url).path | trimPrefix "/" | default "0" -}}
+{{- else -}}
+{{- .Values.redis.db -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The env entries every Redis client (task_service, workers) gets: the password
+from the Secret (REDIS_PASSWORD, defined first so that Kubernetes expands
+$(REDIS_PASSWORD) in the URL after it), --redis and --redis_timeout.
+*/}}
+{{- define "taskmesh.redis.env" -}}
+{{- $secret := include "taskmesh.redis.secretName" . -}}
+{{- if $secret }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ include "taskmesh.redis.secretKey" . }}
+- name: TASKMESH_REDIS
+  value: {{ printf "redis://:$(REDIS_PASSWORD)@%s/%s" (include "taskmesh.redis.address" .) (include "taskmesh.redis.db" .) | quote }}
+{{- else }}
+- name: TASKMESH_REDIS
+  value: {{ printf "redis://%s/%s" (include "taskmesh.redis.address" .) (include "taskmesh.redis.db" .) | quote }}
+{{- end }}
+- name: TASKMESH_REDIS_TIMEOUT
+  value: {{ .Values.redis.timeout | quote }}
+{{- end -}}
+
+{{/* ---- pods ---- */}}
+
+{{- define "taskmesh.podSecurityContext" -}}
+{{ toYaml .Values.podSecurityContext }}
+{{- end -}}
+
+{{- define "taskmesh.containerSecurityContext" -}}
+{{ toYaml .Values.securityContext }}
+{{- end -}}
+
+{{/*
+The pod-level fields shared by every taskmesh Deployment:
+(dict "ctx" $ "cfg" <component values> "component" C ["pool" P]).
+*/}}
+{{- define "taskmesh.podCommon" -}}
+serviceAccountName: {{ include "taskmesh.serviceAccountName" .ctx }}
+automountServiceAccountToken: false
+enableServiceLinks: false
+securityContext:
+  {{- include "taskmesh.podSecurityContext" .ctx | nindent 2 }}
+{{- with .ctx.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .cfg.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .cfg.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .cfg.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .cfg.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if and .cfg.topologySpread .cfg.topologySpread.enabled }}
+topologySpreadConstraints:
+  - maxSkew: {{ .cfg.topologySpread.maxSkew }}
+    topologyKey: {{ .cfg.topologySpread.topologyKey }}
+    whenUnsatisfiable: {{ .cfg.topologySpread.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "taskmesh.selectorLabels" . | nindent 8 }}
+{{- end }}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 64Mi
+{{- end -}}
+
+{{/* Pod metadata: (dict "ctx" $ "cfg" <values> "component" C ["pool" P]). */}}
+{{- define "taskmesh.podMetadata" -}}
+labels:
+  {{- include "taskmesh.labels" . | nindent 2 }}
+  {{- with .cfg.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with .cfg.podAnnotations }}
+annotations:
+  {{- range $k, $v := . }}
+  {{ $k }}: {{ tpl (toString $v) $.ctx | quote }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Container fields shared by every taskmesh container: (dict "ctx" $ "cfg" <values>). */}}
+{{- define "taskmesh.containerCommon" -}}
+imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
+securityContext:
+  {{- include "taskmesh.containerSecurityContext" .ctx | nindent 2 }}
+{{- with .cfg.extraArgs }}
+args:
+  {{- range . }}
+  - {{ . | quote }}
+  {{- end }}
+{{- end }}
+resources:
+  {{- toYaml .cfg.resources | nindent 2 }}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+{{- if gt (int .cfg.preStopSleepSeconds) 0 }}
+lifecycle:
+  preStop:
+    exec:
+      command: ["/bin/sleep", "{{ int .cfg.preStopSleepSeconds }}"]
+{{- end }}
+{{- end -}}
+
+{{/* Extra env entries of a component, each value through tpl: (dict "ctx" $ "env" list). */}}
+{{- define "taskmesh.extraEnv" -}}
+{{- range .env }}
+- {{ tpl (toYaml .) $.ctx | nindent 2 | trim }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A CPU HorizontalPodAutoscaler: (dict "ctx" $ "name" N "component" C ["pool" P]
+"min" M "max" X "cpu" PCT "behavior" B).
+*/}}
+{{- define "taskmesh.hpa" -}}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ .name }}
+  namespace: {{ .ctx.Release.Namespace }}
+  labels:
+    {{- include "taskmesh.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ .name }}
+  minReplicas: {{ int .min }}
+  maxReplicas: {{ int .max }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ int .cpu }}
+  {{- with .behavior }}
+  behavior:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{/* A PodDisruptionBudget: (dict "ctx" $ "name" N "component" C "pdb" <pdb values>). */}}
+{{- define "taskmesh.pdb" -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  namespace: {{ .ctx.Release.Namespace }}
+  labels:
+    {{- include "taskmesh.labels" . | nindent 4 }}
+spec:
+  {{- if hasKey .pdb "minAvailable" }}
+  minAvailable: {{ .pdb.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ .pdb.maxUnavailable | default 1 }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "taskmesh.selectorLabels" . | nindent 6 }}
+{{- end -}}
+
+{{/*
+A worker pool's settings: the pool's own values over the `workers` defaults.
+Returns YAML; use with fromYaml. Argument: (dict "ctx" $ "pool" <pool>).
+*/}}
+{{- define "taskmesh.worker.config" -}}
+{{- $defaults := omit (deepCopy .ctx.Values.workers) "pools" -}}
+{{- $cfg := mergeOverwrite $defaults (deepCopy .pool) -}}
+{{- if not (hasKey $cfg "minReplicas") }}{{ $_ := set $cfg "minReplicas" 0 }}{{ end -}}
+{{- if not (hasKey $cfg "maxReplicas") }}{{ $_ := set $cfg "maxReplicas" 10 }}{{ end -}}
+{{- if not $cfg.lagCount }}{{ $_ := set $cfg "lagCount" $cfg.concurrency }}{{ end -}}
+{{- $_ := set $cfg "terminationGracePeriodSeconds" (add $cfg.preStopSleepSeconds $cfg.drainTimeoutSeconds $cfg.terminationGraceMarginSeconds) -}}
+{{ toYaml $cfg }}
+{{- end -}}
+
+{{/*
+Values checks that Kubernetes could not catch, failing `helm install` with a
+clear message instead of deploying something that cannot work.
+*/}}
+{{- define "taskmesh.validateValues" -}}
+{{- if not (has .Values.redis.mode (list "internal" "external")) -}}
+{{- fail (printf "redis.mode must be internal or external (got %q)" .Values.redis.mode) -}}
+{{- end -}}
+{{- if not (has .Values.redis.internal.appendfsync (list "always" "everysec")) -}}
+{{- fail (printf "redis.internal.appendfsync must be always or everysec (got %q)" .Values.redis.internal.appendfsync) -}}
+{{- end -}}
+{{- if and (eq .Values.redis.mode "external") (not .Values.redis.external.url) -}}
+{{- fail "redis.external.url is required when redis.mode is external" -}}
+{{- end -}}
+{{- if not .Values.workers.pools -}}
+{{- fail "workers.pools must list at least one pool" -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- $queues := dict -}}
+{{- range .Values.workers.pools -}}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]{0,18}[a-z0-9])?$" (toString .name)) -}}
+{{- fail (printf "workers.pools: pool name %q must be a DNS label of at most 20 characters" (toString .name)) -}}
+{{- end -}}
+{{- if hasKey $seen .name -}}
+{{- fail (printf "workers.pools: pool name %q is used twice" .name) -}}
+{{- end -}}
+{{- $_ := set $seen .name true -}}
+{{- if not .queues -}}
+{{- fail (printf "workers.pools[%s].queues must list at least one queue" .name) -}}
+{{- end -}}
+{{- range .queues -}}
+{{- if not (regexMatch "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$" (toString .)) -}}
+{{- fail (printf "queue name %q: use letters, digits, '.', '_' and '-'" (toString .)) -}}
+{{- end -}}
+{{- $_ := set $queues (toString .) true -}}
+{{- end -}}
+{{- $min := int (default 0 .minReplicas) -}}
+{{- $max := int (default 10 .maxReplicas) -}}
+{{- if or (lt $max 1) (gt $min $max) -}}
+{{- fail (printf "workers.pools[%s]: need 0 <= minReplicas <= maxReplicas and maxReplicas >= 1" .name) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.tests.enabled .Values.gateway.enabled (not (hasKey $queues .Values.tests.queue)) -}}
+{{- fail (printf "tests.queue %q is served by no worker pool" .Values.tests.queue) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* NetworkPolicy egress rules to DNS. */}}
+{{- define "taskmesh.np.dns" -}}
+- to:
+    {{- toYaml .Values.networkPolicy.dns | nindent 4 }}
+  ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+{{- end -}}
+
+{{/* NetworkPolicy egress rule to Redis (the internal pods, or the external port). */}}
+{{- define "taskmesh.np.redisEgress" -}}
+{{- if eq .Values.redis.mode "internal" -}}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "taskmesh.selectorLabels" (dict "ctx" . "component" "redis") | nindent 10 }}
+  ports:
+    - {protocol: TCP, port: 6379}
+{{- else -}}
+- ports:
+    - {protocol: TCP, port: {{ include "taskmesh.redis.port" . }}}
+  {{- with .Values.redis.external.networkPolicyPeers }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,345 @@
+#!/usr/bin/python3
+"""Negative self-tests: proof that check.py can fail.
+
+Each case breaks one thing in a known-good rendering (the chart with its
+default values) and asserts that the named check FAILS with the expected
+message, and that the unbroken rendering passes that check. A checker that
+cannot fail would make every green run meaningless.
+
+Example:
+  selftest.py --manifest m.yaml --notes NOTES.txt --values deploy/helm/taskmesh/values.yaml
+"""
+
+import argparse
+import contextlib
+import copy
+import io
+import os
+import stat
+import sys
+import tempfile
+
+import binflags
+import check
+
+# (name, check that must fail, expected text in a problem, mutation(objs, values))
+
+
+def obj(objs, kind, component=None, pool=None):
+    for o in objs:
+        labels = (o.get("metadata") or {}).get("labels") or {}
+        if o.get("kind") == kind and (component is None or labels.get("app.kubernetes.io/component") == component) \
+                and (pool is None or labels.get("taskmesh.io/pool") == pool):
+            return o
+    raise KeyError(f"{kind}/{component}")
+
+
+def container(objs, component):
+    return obj(objs, "Deployment", component)["spec"]["template"]["spec"]["containers"][0]
+
+
+def env(objs, component, name):
+    for e in container(objs, component)["env"]:
+        if e["name"] == name:
+            return e
+    raise KeyError(name)
+
+
+def m_unknown_field(objs, v):
+    container(objs, "worker")["ports"][0]["containerPorts"] = 8081
+
+
+def m_missing_required(objs, v):
+    del obj(objs, "Deployment", "task-service")["spec"]["selector"]
+
+
+def m_env_int(objs, v):
+    env(objs, "worker", "TASKMESH_CONCURRENCY")["value"] = 8
+
+
+def m_bad_kind(objs, v):
+    obj(objs, "PodDisruptionBudget", "task-service")["apiVersion"] = "policy/v1beta1"
+
+
+def m_unknown_probe_field(objs, v):
+    container(objs, "task-service")["readinessProbe"]["grpc"]["serviceName"] = "x"
+
+
+def m_crd_unknown_field(objs, v):
+    obj(objs, "ScaledObject")["spec"]["minReplicas"] = 0
+
+
+def m_service_port(objs, v):
+    obj(objs, "Service", "task-service")["spec"]["ports"][0]["targetPort"] = "grcp"
+
+
+def m_selector(objs, v):
+    obj(objs, "Deployment", "task-service")["spec"]["template"]["metadata"]["labels"][
+        "app.kubernetes.io/component"] = "taskservice"
+
+
+def m_probe_port(objs, v):
+    container(objs, "worker")["readinessProbe"]["grpc"]["port"] = 9090
+
+
+def m_grpc_probe_kind(objs, v):
+    c = container(objs, "task-service")
+    c["readinessProbe"] = {"tcpSocket": {"port": "grpc"}, "periodSeconds": 5}
+
+
+def m_privilege(objs, v):
+    container(objs, "api-gateway")["securityContext"]["allowPrivilegeEscalation"] = True
+
+
+def m_root(objs, v):
+    sts = obj(objs, "StatefulSet", "redis")
+    sts["spec"]["template"]["spec"]["securityContext"].pop("runAsNonRoot")
+    sts["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop("runAsNonRoot")
+
+
+def m_var_order(objs, v):
+    e = container(objs, "task-service")["env"]
+    i = next(i for i, x in enumerate(e) if x["name"] == "REDIS_PASSWORD")
+    e.append(e.pop(i))
+
+
+def m_missing_secret(objs, v):
+    env(objs, "worker", "REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]["name"] = "nope"
+
+
+def m_flag_typo(objs, v):
+    env(objs, "worker", "TASKMESH_DRAIN_TIMEOUT")["name"] = "TASKMESH_DRAIN_TIMOUT"
+
+
+def m_flag_value(objs, v):
+    env(objs, "worker", "TASKMESH_DRAIN_TIMEOUT")["value"] = "30"
+
+
+def m_flag_arg(objs, v):
+    container(objs, "task-service")["args"] = ["--listen_port=50051"]
+
+
+def m_grace(objs, v):
+    obj(objs, "Deployment", "worker")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 30
+
+
+def m_no_prestop(objs, v):
+    container(objs, "worker").pop("lifecycle")
+
+
+def m_activation(objs, v):
+    for t in obj(objs, "ScaledObject")["spec"]["triggers"]:
+        if "lagCount" in t["metadata"]:
+            t["metadata"]["activationLagCount"] = "5"
+
+
+def m_stream(objs, v):
+    obj(objs, "ScaledObject")["spec"]["triggers"][0]["metadata"]["stream"] = "taskmesh:default:stream"
+
+
+def m_no_pending_trigger(objs, v):
+    so = obj(objs, "ScaledObject")
+    so["spec"]["triggers"] = [t for t in so["spec"]["triggers"] if "pendingEntriesCount" not in t["metadata"]]
+
+
+def m_replicas_with_hpa(objs, v):
+    obj(objs, "Deployment", "task-service")["spec"]["replicas"] = 3
+
+
+def m_hpa_no_cpu_request(objs, v):
+    container(objs, "api-gateway")["resources"]["requests"].pop("cpu")
+
+
+def m_np_allow_all_redis(objs, v):
+    np = next(o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-redis"))
+    np["spec"]["ingress"].append({})
+
+
+def m_np_drop_ts_redis(objs, v):
+    np = next(o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-task-service"))
+    np["spec"]["egress"] = np["spec"]["egress"][1:]
+
+
+def m_np_no_default_deny(objs, v):
+    objs.remove(next(o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-default-deny")))
+
+
+def m_redis_everysec_no_aof(objs, v):
+    cm = obj(objs, "ConfigMap", "redis")
+    cm["data"]["redis.conf"] = cm["data"]["redis.conf"].replace("appendonly yes", "appendonly no")
+
+
+def m_redis_eviction(objs, v):
+    cm = obj(objs, "ConfigMap", "redis")
+    cm["data"]["redis.conf"] = cm["data"]["redis.conf"].replace("noeviction", "allkeys-lru")
+
+
+def m_test_queue(objs, v):
+    t = obj(objs, "Pod", "test")
+    for e in t["spec"]["containers"][0]["env"]:
+        if e["name"] == "QUEUE":
+            e["value"] = "unserved"
+
+
+def m_label_value(objs, v):
+    obj(objs, "Service", "api-gateway")["metadata"]["labels"]["app.kubernetes.io/version"] = "0.1.0+build/7"
+
+
+def m_values_pool(objs, v):
+    v["workers"]["pools"].append({"name": "missing", "queues": ["x"]})
+
+
+CASES = [
+    ("schema rejects an unknown field", "schema", "unknown field 'containerPorts'", m_unknown_field),
+    ("schema requires required fields", "schema", "required field 'selector'", m_missing_required),
+    ("schema rejects an int env value", "schema", "expected a string, got int", m_env_int),
+    ("schema rejects an unknown field in a gRPC probe (shim)", "schema", "unknown field 'serviceName'",
+     m_unknown_probe_field),
+    ("schema rejects an unknown ScaledObject field (CRD)", "schema", "unknown field 'minReplicas'", m_crd_unknown_field),
+    ("kinds rejects an unknown apiVersion", "kinds", "unknown apiVersion/kind", m_bad_kind),
+    ("labels: bad label value", "names", "bad label value", m_label_value),
+    ("service-ports: targetPort must exist", "service-ports", "is no container port", m_service_port),
+    ("selectors: selector must match pod labels", "selectors", "does not match its pod labels", m_selector),
+    ("probes: port must be the container's", "probes", "is not a port of this container", m_probe_port),
+    ("probes: gRPC servers need gRPC probes", "probes", "native gRPC probe", m_grpc_probe_kind),
+    ("security: allowPrivilegeEscalation", "security", "allowPrivilegeEscalation must be false", m_privilege),
+    ("security: runAsNonRoot", "security", "runAsNonRoot must be true", m_root),
+    ("references: $(VAR) before its definition", "references", "before (or without) defining it", m_var_order),
+    ("references: missing Secret", "references", "neither rendered nor a declared existing Secret", m_missing_secret),
+    ("flags: unknown flag via env", "flags", "has no flag --drain_timout", m_flag_typo),
+    ("flags: malformed duration", "flags", "is not a valid duration", m_flag_value),
+    ("flags: unknown flag via args", "flags", "has no flag --listen_port", m_flag_arg),
+    ("drain: grace period shorter than the drain", "drain", "SIGKILL could cut a task", m_grace),
+    ("drain: worker without preStop", "drain", "without a preStop hook", m_no_prestop),
+    ("autoscaling: activationLagCount must be 0", "autoscaling", "activationLagCount '5'", m_activation),
+    ("autoscaling: stream key must be the queue's", "autoscaling", "is not taskmesh:{QUEUE}:stream", m_stream),
+    ("autoscaling: in-flight work keeps the pool up", "autoscaling", "no pendingEntriesCount trigger",
+     m_no_pending_trigger),
+    ("autoscaling: no replicas under an HPA", "autoscaling", "sets replicas although", m_replicas_with_hpa),
+    ("autoscaling: CPU HPA needs CPU requests", "autoscaling", "needs a cpu request", m_hpa_no_cpu_request),
+    ("network: allow-all to Redis is caught", "network", "unneeded flow allowed: outsider", m_np_allow_all_redis),
+    ("network: a needed flow denied is caught", "network", "needed flow denied", m_np_drop_ts_redis),
+    ("network: default deny required", "network", "no default-deny NetworkPolicy", m_np_no_default_deny),
+    ("redis: AOF must be on", "redis", "appendonly is not yes", m_redis_everysec_no_aof),
+    ("redis: noeviction", "redis", "noeviction", m_redis_eviction),
+    ("helm-test: queue must be served", "helm-test", "served by no worker pool", m_test_queue),
+    ("values: every pool rendered", "values", "pool missing: want one Deployment", m_values_pool),
+]
+
+
+def run_case(docs, notes, values, check_name, mutate):
+    objs = copy.deepcopy([o for _, _, o in docs])
+    vals = copy.deepcopy(values)
+    mutate(objs, vals)
+    mdocs = [("selftest", "", o) for o in objs]
+    r = check.Checker("selftest", mdocs, notes, vals, quiet=True).run()
+    return r.failures.get(check_name, [])
+
+
+FAKE_WORKER = """#!/bin/sh
+# A stand-in worker: --help lists FLAGS; otherwise it validates
+# TASKMESH_DRAIN_TIMEOUT like absl would and exits as --version does.
+for a in "$@"; do
+  if [ "$a" = --help ]; then
+    printf 'worker: fake\\n\\nFlags (each also settable as TASKMESH_<NAME>):\\n'
+    for f in FLAGS; do printf '  --%s=\\n      help text  [TASKMESH_X]\\n' "$f"; done
+    exit 0
+  fi
+done
+case "${TASKMESH_DRAIN_TIMEOUT:-30s}" in
+  *[0-9]s|*[0-9]m|*[0-9]h) echo "taskmesh 0.1.0"; exit 0 ;;
+  *) echo "ERROR: bad value '$TASKMESH_DRAIN_TIMEOUT' in TASKMESH_DRAIN_TIMEOUT" >&2; exit 2 ;;
+esac
+"""
+
+
+def fake_worker(tmp, name, flags):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(FAKE_WORKER.replace("FLAGS", " ".join(flags)))
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
+    return path
+
+
+def quiet(fn, *args):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = fn(*args)
+    return rc, buf.getvalue()
+
+
+def binflags_cases(manifest_text):
+    """binflags.py against stand-in binaries: it must pass a good one and fail bad ones."""
+    results = []
+    all_flags = list(check.BINARIES["worker"]["flags"])
+    with tempfile.TemporaryDirectory() as tmp:
+        good = fake_worker(tmp, "good", all_flags)
+        lacking = fake_worker(tmp, "lacking", [f for f in all_flags if f != "drain_timeout"])
+        extra = fake_worker(tmp, "extra", all_flags + ["brand_new_flag"])
+        out = os.path.join(tmp, "flags.json")
+        rc, text = quiet(binflags.main, ["help", "--binary", f"worker={good}", "--out", out])
+        results.append(("binflags help passes a binary with every flag", rc == 0, text))
+        rc, text = quiet(binflags.main, ["help", "--binary", f"worker={lacking}", "--out", out])
+        results.append(("binflags help fails a binary lacking --drain_timeout",
+                        rc != 0 and "--drain_timeout" in text, text))
+        rc, text = quiet(binflags.main, ["help", "--binary", f"worker={extra}", "--out", out])
+        results.append(("binflags help fails a binary flag no value sets",
+                        rc != 0 and "--brand_new_flag, which no value sets" in text, text))
+        good_m = os.path.join(tmp, "good.yaml")
+        with open(good_m, "w") as f:
+            f.write(manifest_text)
+        rc, text = quiet(binflags.main, ["accept", "--render", "t", "--manifest", good_m,
+                                         "--binary", f"worker={good}"])
+        results.append(("binflags accept passes values the binary accepts", rc == 0 and "PASS" in text, text))
+        bad_m = os.path.join(tmp, "bad.yaml")
+        with open(bad_m, "w") as f:
+            f.write(manifest_text.replace('name: TASKMESH_DRAIN_TIMEOUT\n              value: "30s"',
+                                          'name: TASKMESH_DRAIN_TIMEOUT\n              value: "30"'))
+        rc, text = quiet(binflags.main, ["accept", "--render", "t", "--manifest", bad_m,
+                                         "--binary", f"worker={good}"])
+        results.append(("binflags accept fails a value the binary rejects",
+                        rc != 0 and "bad value '30'" in text, text))
+    return results
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--notes", required=True)
+    ap.add_argument("--values", action="append", default=[])
+    a = ap.parse_args(argv)
+    docs = check.load_docs(open(a.manifest).read())
+    notes = open(a.notes).read()
+    values = check.load_values(a.values)
+    base = check.Checker("baseline", docs, notes, values, quiet=True).run()
+    failed = 0
+    # The YAML check itself: a document that does not parse.
+    bad = check.load_docs("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n")
+    r = check.Checker("selftest", bad, notes, values, quiet=True).run()
+    if "does not parse" in " ".join(r.failures.get("yaml", [])):
+        print("PASS: selftest: yaml rejects a document that does not parse")
+    else:
+        print("FAIL: selftest: yaml rejects a document that does not parse")
+        failed += 1
+    for name, check_name, want, mutate in CASES:
+        if check_name in base.failures:
+            print(f"FAIL: selftest: {name}: the unbroken rendering already fails {check_name}")
+            failed += 1
+            continue
+        problems = run_case(docs, notes, values, check_name, mutate)
+        if any(want in p for p in problems):
+            print(f"PASS: selftest: {name}")
+        else:
+            print(f"FAIL: selftest: {name}: check {check_name} did not report {want!r}; it said {problems}")
+            failed += 1
+    for name, ok, text in binflags_cases(open(a.manifest).read()):
+        if ok:
+            print(f"PASS: selftest: {name}")
+        else:
+            print(f"FAIL: selftest: {name}; its output was:\n{text}")
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
