@@ -64,6 +64,17 @@ Broker::Broker(redis::Client* client, BrokerOptions options)
 
 void Broker::Create(const std::string& queue, const std::string& id, const Task& task,
                     Callback<Created> done) {
+  Enqueue(queue, id, task, "", 0, std::move(done));
+}
+
+void Broker::CreateForTick(const std::string& queue, const std::string& name,
+                           int64_t tick_unix_s, const Task& task, Callback<Created> done) {
+  Enqueue(queue, absl::StrCat("periodic-", name, "-", tick_unix_s), task,
+          PeriodicTickKey(queue, name), tick_unix_s, std::move(done));
+}
+
+void Broker::Enqueue(const std::string& queue, const std::string& id, const Task& task,
+                     const std::string& tick_key, int64_t tick, Callback<Created> done) {
   absl::StatusOr<std::vector<std::string>> fields =
       NewTaskFields(task, options_.default_max_attempts);
   if (!fields.ok()) {
@@ -71,8 +82,10 @@ void Broker::Create(const std::string& queue, const std::string& id, const Task&
     return;
   }
   std::vector<std::string> keys = {TaskKey(queue, id)};
-  if (!task.request_id().empty()) keys.push_back(IdempotencyKey(queue, task.request_id()));
-  std::vector<std::string> rest = {id, absl::StrCat(absl::ToInt64Seconds(options_.retention))};
+  std::vector<std::string> rest = {
+      id, absl::StrCat(absl::ToInt64Seconds(options_.retention)),
+      task.request_id().empty() ? "" : IdempotencyKey(queue, task.request_id()), tick_key,
+      absl::StrCat(tick)};
   rest.insert(rest.end(), std::make_move_iterator(fields->begin()),
               std::make_move_iterator(fields->end()));
 
@@ -96,6 +109,11 @@ void Broker::Create(const std::string& queue, const std::string& id, const Task&
         if (code == -1) {
           done(absl::AlreadyExistsError(
               absl::StrCat("task ", TaskName(queue, id), " already exists")));
+          return;
+        }
+        if (code == -2) {
+          done(absl::AlreadyExistsError(
+              absl::StrCat("task ", TaskName(queue, id), ": its tick was already created")));
           return;
         }
         if (code == 0 && e.size() == 2) {
@@ -291,7 +309,7 @@ void Broker::GetQueue(const std::string& queue, Callback<taskmesh::v1::Queue> do
                 done(reply.status());
                 return;
               }
-              absl::StatusOr<const std::vector<Reply>*> v = reply->AsArray(7);
+              absl::StatusOr<const std::vector<Reply>*> v = reply->AsArray(8);
               if (!v.ok()) {
                 done(v.status());
                 return;
@@ -306,6 +324,9 @@ void Broker::GetQueue(const std::string& queue, Callback<taskmesh::v1::Queue> do
               q.set_dead(e[4].integer());
               q.set_succeeded_per_second(e[5].integer() / 60.0);
               q.set_failed_per_second(e[6].integer() / 60.0);
+              double rate = 0;
+              (void)absl::SimpleAtod(e[7].str(), &rate);
+              q.set_rate_limit(rate);
               done(std::move(q));
             });
       });
@@ -373,10 +394,29 @@ void Broker::ListQueues(int page_size, const std::string& page_token, Callback<Q
 }
 
 void Broker::SetPaused(const std::string& queue, bool paused, Callback<taskmesh::v1::Queue> done) {
-  redis::Args args = paused ? redis::Args{"HSET", MetaKey(queue), "paused", "1"}
-                            : redis::Args{"HDEL", MetaKey(queue), "paused"};
+  UpdateMeta(queue,
+             paused ? redis::Args{"HSET", MetaKey(queue), "paused", "1"}
+                    : redis::Args{"HDEL", MetaKey(queue), "paused"},
+             std::move(done));
+}
+
+void Broker::SetRateLimit(const std::string& queue, double rate_limit,
+                          Callback<taskmesh::v1::Queue> done) {
+  // A new limit starts with a fresh bucket.
+  UpdateMeta(queue,
+             rate_limit > 0
+                 ? redis::Args{"EVAL",
+                               "redis.call('HDEL', KEYS[1], 'tokens', 'tts') "
+                               "return redis.call('HSET', KEYS[1], 'rate', ARGV[1])",
+                               "1", MetaKey(queue), absl::StrCat(rate_limit)}
+                 : redis::Args{"HDEL", MetaKey(queue), "rate", "tokens", "tts"},
+             std::move(done));
+}
+
+void Broker::UpdateMeta(const std::string& queue, redis::Args command,
+                        Callback<taskmesh::v1::Queue> done) {
   client_->Send({"SISMEMBER", std::string(kQueuesKey), queue},
-                [this, queue, args = std::move(args),
+                [this, queue, command = std::move(command),
                  done = std::move(done)](absl::StatusOr<Reply> known) mutable {
                   if (!known.ok()) {
                     done(known.status());
@@ -386,10 +426,10 @@ void Broker::SetPaused(const std::string& queue, bool paused, Callback<taskmesh:
                     done(absl::NotFoundError(absl::StrCat("queue queues/", queue, " not found")));
                     return;
                   }
-                  client_->Send(std::move(args), [this, queue, done = std::move(done)](
-                                                     absl::StatusOr<Reply> reply) mutable {
-                    if (!reply.ok()) {
-                      done(reply.status());
+                  client_->Send(std::move(command), [this, queue, done = std::move(done)](
+                                                        absl::StatusOr<Reply> reply) mutable {
+                    if (!reply.ok() || reply->is_error()) {
+                      done(reply.ok() ? reply->ToStatus() : reply.status());
                       return;
                     }
                     GetQueue(queue, std::move(done));

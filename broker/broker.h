@@ -64,6 +64,12 @@ class Broker {
     int64_t version = 0;
   };
 
+  // Creates the task of one tick of periodic task `name`, exactly once per
+  // tick however many callers ask: the task id is `periodic-NAME-TICK`, and
+  // a tick at or before the last one created is refused (ALREADY_EXISTS).
+  void CreateForTick(const std::string& queue, const std::string& name, int64_t tick_unix_s,
+                     const taskmesh::v1::Task& task, Callback<Created> done);
+
   // NOT_FOUND when there is no such task (or it expired).
   void Get(const std::string& queue, const std::string& id, Callback<taskmesh::v1::Task> done);
   void Read(const std::string& queue, const std::string& id, Callback<Versioned> done);
@@ -89,6 +95,10 @@ class Broker {
 
   void ListQueues(int page_size, const std::string& page_token, Callback<QueuePage> done);
 
+  // Sets the queue's rate limit (tasks started per second; 0: none).
+  void SetRateLimit(const std::string& queue, double rate_limit,
+                    Callback<taskmesh::v1::Queue> done);
+
   // Pauses (workers fetch nothing) or resumes a queue; returns its figures.
   void SetPaused(const std::string& queue, bool paused, Callback<taskmesh::v1::Queue> done);
 
@@ -97,6 +107,11 @@ class Broker {
   void Purge(const std::string& queue, bool include_pending, Callback<int64_t> done);
 
  private:
+  void Enqueue(const std::string& queue, const std::string& id, const taskmesh::v1::Task& task,
+               const std::string& tick_key, int64_t tick, Callback<Created> done);
+  // Runs `command` on a queue that must exist, then answers with its figures.
+  void UpdateMeta(const std::string& queue, redis::Args command,
+                  Callback<taskmesh::v1::Queue> done);
   // After a transition script: reads the task back.
   void Reread(const std::string& queue, const std::string& id, absl::StatusOr<redis::Reply> reply,
               Callback<taskmesh::v1::Task> done);

@@ -91,7 +91,7 @@ absl::StatusOr<std::vector<Lease>> Consumer::ParseStarted(const std::string& que
   RETURN_IF_ERROR(reply.ToStatus());
   const auto& e = reply.elements();
   std::vector<Lease> leases;
-  for (size_t i = 1; i + 2 < e.size(); i += 3) {
+  for (size_t i = 2; i + 2 < e.size(); i += 3) {
     ASSIGN_OR_RETURN(Record record, e[i + 2].AsMap());
     Lease lease;
     lease.queue = queue;
@@ -133,6 +133,10 @@ absl::StatusOr<Consumer::Fetched> Consumer::Fetch(const std::string& queue, int 
   }
   if (word == "nogroup") {
     return absl::FailedPreconditionError(absl::StrCat("queue ", queue, ": consumer group missing"));
+  }
+  if (word == "limited") {
+    fetched.limited = true;
+    fetched.retry_after = absl::Milliseconds(reply.elements().size() > 1 ? reply.elements()[1].integer() : 0);
   }
   ASSIGN_OR_RETURN(fetched.leases, ParseStarted(queue, reply));
   return fetched;

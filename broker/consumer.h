@@ -68,6 +68,10 @@ class Consumer {
  public:
   struct Fetched {
     bool paused = false;
+    // The queue has a rate limit: do not block on its streams (that would
+    // bypass the limiter); poll again after `retry_after` at the latest.
+    bool limited = false;
+    absl::Duration retry_after;
     std::vector<Lease> leases;
   };
 
@@ -82,7 +86,8 @@ class Consumer {
 
   // Reads and starts up to `count` new tasks of `queue`, taking its priority
   // streams in a weighted random order (HIGH 6 : DEFAULT 3 : LOW 1), so that
-  // LOW is never starved. Nothing for a paused queue.
+  // LOW is never starved, and within the queue's rate limit. Nothing for a
+  // paused queue.
   absl::StatusOr<Fetched> Fetch(const std::string& queue, int count);
 
   // Waits up to `block` for a new entry on any of `queues`, on `conn` (a

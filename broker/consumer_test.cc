@@ -292,6 +292,66 @@ TEST_F(ConsumerTest, MissingGroupIsReportedSoTheWorkerRecreatesIt) {
   EXPECT_EQ(Fetch("q").size(), 1u);  // Fetch() in the fixture ensures groups first.
 }
 
+TEST_F(ConsumerTest, RateLimitIsSharedByAllConsumers) {
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(Create("q", absl::StrCat("t", i), EchoTask()).ok());
+  ASSERT_TRUE(Await<taskmesh::v1::Queue>(
+                  [&](auto cb) { broker_->SetRateLimit("q", 5, std::move(cb)); })
+                  .ok());
+  auto other = MakeConsumer("other", absl::Seconds(30));
+  ASSERT_TRUE(consumer_->EnsureGroups(*conn_, {"q"}).ok());
+  // A fresh bucket holds a burst of 5; then about 5 tokens per second.
+  int started = 0;
+  const absl::Time start = absl::Now();
+  while (absl::Now() - start < absl::Seconds(1)) {
+    for (Consumer* c : {consumer_.get(), other.get()}) {
+      auto f = c->Fetch("q", 10);
+      ASSERT_TRUE(f.ok()) << f.status();
+      EXPECT_TRUE(f->limited);
+      started += static_cast<int>(f->leases.size());
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
+  EXPECT_GE(started, 5);
+  EXPECT_LE(started, 5 + static_cast<int>(5 * elapsed) + 1);
+  // Lifting the limit lets the rest through at once.
+  ASSERT_TRUE(Await<taskmesh::v1::Queue>(
+                  [&](auto cb) { broker_->SetRateLimit("q", 0, std::move(cb)); })
+                  .ok());
+  auto f = consumer_->Fetch("q", 100);
+  ASSERT_TRUE(f.ok());
+  EXPECT_FALSE(f->limited);
+  EXPECT_EQ(static_cast<int>(f->leases.size()), 50 - started);
+}
+
+TEST_F(ConsumerTest, EachPeriodicTickIsCreatedExactlyOnce) {
+  int created = 0, refused = 0;
+  for (int i = 0; i < 5; ++i) {  // Five schedulers asking for the same tick.
+    auto c = Await<Broker::Created>(
+        [&](auto cb) { broker_->CreateForTick("q", "nightly", 1800000000, EchoTask(), std::move(cb)); });
+    if (c.ok()) {
+      ++created;
+      EXPECT_EQ(c->task.name(), "queues/q/tasks/periodic-nightly-1800000000");
+    } else {
+      EXPECT_EQ(c.status().code(), absl::StatusCode::kAlreadyExists);
+      ++refused;
+    }
+  }
+  EXPECT_EQ(created, 1);
+  EXPECT_EQ(refused, 4);
+  // Even after the task is gone, an old tick is not created again.
+  ASSERT_TRUE(Await<bool>([&](auto cb) {
+                broker_->Delete("q", "periodic-nightly-1800000000", std::move(cb));
+              }).ok());
+  EXPECT_EQ(Await<Broker::Created>([&](auto cb) {
+              broker_->CreateForTick("q", "nightly", 1800000000, EchoTask(), std::move(cb));
+            }).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(Await<Broker::Created>([&](auto cb) {
+                broker_->CreateForTick("q", "nightly", 1800000060, EchoTask(), std::move(cb));
+              }).ok());
+}
+
 TEST_F(ConsumerTest, StaleEntryOfADeletedTaskIsDropped) {
   ASSERT_TRUE(Create("q", "t", EchoTask()).ok());
   ASSERT_TRUE(client_->Call({"DEL", TaskKey("q", "t")}).ok());

@@ -8,7 +8,9 @@
 //   taskmesh:{Q}:idem:REQID      string: the task id created for a request_id
 //   taskmesh:{Q}:scheduled       sorted set: SCHEDULED ids by due time (ms)
 //   taskmesh:{Q}:s:STATE         sorted set: ids in STATE by time entered (ms)
-//   taskmesh:{Q}:meta            hash: queue settings (paused)
+//   taskmesh:{Q}:meta            hash: queue settings (paused, rate) and the
+//                                rate limiter's bucket (tokens, tts)
+//   taskmesh:{Q}:periodic:NAME   string: the last tick a periodic task ran for
 //   taskmesh:{Q}:n:ok|fail:SEC   counters of outcomes per second (2 min TTL)
 //   taskmesh:{Q}:events          pub/sub channel: "ID VERSION STATE ATTEMPT"
 //   taskmesh:queues              set: every queue name (global, not per slot)
@@ -57,6 +59,10 @@ inline std::string StateIndexKey(absl::string_view queue, absl::string_view stat
 
 inline std::string MetaKey(absl::string_view queue) {
   return absl::StrCat(QueuePrefix(queue), "meta");
+}
+
+inline std::string PeriodicTickKey(absl::string_view queue, absl::string_view name) {
+  return absl::StrCat(QueuePrefix(queue), "periodic:", name);
 }
 
 inline std::string CounterKey(absl::string_view queue, absl::string_view what, int64_t second) {

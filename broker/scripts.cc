@@ -139,21 +139,28 @@ const redis::Script* Make(const char* body) {
 
 }  // namespace
 
-// KEYS: task record[, idempotency record]
-// ARGV: P, retention, id, idempotency TTL (s), field, value, ...
+// KEYS: task record
+// ARGV: P, retention, id, idempotency TTL (s), idempotency key or '',
+//       periodic tick key or '', tick (Unix s), field, value, ...
 // -> {1, now, state} created; {0, existing id} for a known request_id;
-//    {-1} when the id is taken.
+//    {-1} when the id is taken; {-2} when the periodic tick was done already.
 const redis::Script& Enqueue() {
   static const redis::Script* s = Make(R"lua(
-if #KEYS >= 2 then
-  local existing = redis.call('GET', KEYS[2])
+local idem, tick_key = ARGV[5], ARGV[6]
+if idem ~= '' then
+  local existing = redis.call('GET', idem)
   if existing then return {0, existing} end
+end
+if tick_key ~= '' then
+  -- Exactly once per tick, whoever asks and however often.
+  if (tonumber(redis.call('GET', tick_key)) or -1) >= tonumber(ARGV[7]) then return {-2} end
+  redis.call('SET', tick_key, ARGV[7])
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
 local id = ARGV[3]
 local now = now_ms()
 local fields = {'id', id, 'attempt', 0, 'lost', 0, 'ver', 0, 'ctime', now}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 local h = redis.call('HMGET', KEYS[1], 'sched_ms', 'prio')
 local state = 'PENDING'
@@ -165,7 +172,7 @@ else
   redis.call('HSET', KEYS[1], 'sid', sid)
 end
 set_state(id, KEYS[1], nil, state, now)
-if #KEYS >= 2 then redis.call('SET', KEYS[2], id, 'EX', ARGV[4]) end
+if idem ~= '' then redis.call('SET', idem, id, 'EX', ARGV[4]) end
 return {1, now, state}
 )lua");
   return *s;
@@ -174,14 +181,26 @@ return {1, now, state}
 // KEYS: queue meta
 // ARGV: P, retention, consumer, count, lease ms, poison after, stream order
 //       (a string of h/d/l: high, default, low)
-// -> {'paused'} | {'ok', stream, entry id, record, ...}
+// -> {'paused'} | {'nogroup'} | {'ok' or 'limited', ms until a token is
+//    due (rate-limited queues), stream, entry id, record, ...}
 const redis::Script& Fetch() {
   static const redis::Script* s = Make(R"lua(
-if redis.call('HGET', KEYS[1], 'paused') == '1' then return {'paused'} end
+local meta = redis.call('HMGET', KEYS[1], 'paused', 'rate', 'tokens', 'tts')
+if meta[1] == '1' then return {'paused'} end
 local now = now_ms()
 local want = tonumber(ARGV[4])
+-- Rate limit: a token bucket shared by every worker.
+local rate = tonumber(meta[2]) or 0
+local tokens = 0
+if rate > 0 then
+  local burst = math.max(1, rate)
+  tokens = math.min(burst, (tonumber(meta[3]) or burst) +
+                           (now - (tonumber(meta[4]) or now)) * rate / 1000)
+  want = math.min(want, math.floor(tokens))
+end
 local names = {h = P .. 'stream:high', d = P .. 'stream', l = P .. 'stream:low'}
-local out = {'ok'}
+local out = {'ok', 0}
+local started = 0
 for i = 1, #ARGV[7] do
   if want <= 0 then break end
   local stream = names[string.sub(ARGV[7], i, i)]
@@ -189,9 +208,17 @@ for i = 1, #ARGV[7] do
                       'STREAMS', stream, '>')
   if not ok then return {'nogroup'} end
   if r then
+    local before = #out
     want = want - start_entries(out, stream, r[1][2], ARGV[3], tonumber(ARGV[5]),
                                 tonumber(ARGV[6]), now)
+    started = started + (#out - before) / 3
   end
+end
+if rate > 0 then
+  tokens = tokens - started
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'tts', now)
+  out[1] = 'limited'
+  if tokens < 1 then out[2] = math.ceil((1 - tokens) * 1000 / rate) end
 end
 return out
 )lua");
@@ -201,11 +228,11 @@ return out
 // KEYS: queue meta
 // ARGV: P, retention, consumer, lease ms, poison after, then triples of
 //       stream, entry id, task id
-// -> {'ok', stream, entry id, record, ...}
+// -> {'ok', 0, stream, entry id, record, ...}
 const redis::Script& StartDelivered() {
   static const redis::Script* s = Make(R"lua(
 local now = now_ms()
-local out = {'ok'}
+local out = {'ok', 0}
 for i = 6, #ARGV, 3 do
   start_entries(out, ARGV[i], {{ARGV[i + 1], {'id', ARGV[i + 2]}}}, ARGV[3],
                 tonumber(ARGV[4]), tonumber(ARGV[5]), now)
@@ -217,12 +244,12 @@ return out
 
 // KEYS: queue meta
 // ARGV: P, retention, consumer, lease ms, poison after, count
-// -> {'paused'} | {'ok', stream, entry id, record, ...}
+// -> {'paused'} | {'ok', 0, stream, entry id, record, ...}
 const redis::Script& Reclaim() {
   static const redis::Script* s = Make(R"lua(
 if redis.call('HGET', KEYS[1], 'paused') == '1' then return {'paused'} end
 local now = now_ms()
-local out = {'ok'}
+local out = {'ok', 0}
 for _, stream in ipairs({P .. 'stream:high', P .. 'stream', P .. 'stream:low'}) do
   local ok, r = pcall(redis.call, 'XAUTOCLAIM', stream, G, ARGV[3], ARGV[4], '0-0',
                       'COUNT', ARGV[6])
@@ -497,7 +524,7 @@ return out
 // KEYS: queue meta
 // ARGV: P, retention
 // -> {paused (0/1), pending, running, scheduled, dead, ok in last 60 s,
-//     failed attempts in last 60 s}
+//     failed attempts in last 60 s, rate limit}
 const redis::Script& Stats() {
   static const redis::Script* s = Make(R"lua(
 local now = now_ms()
@@ -515,11 +542,12 @@ local function sum(keys)
   for _, v in ipairs(redis.call('MGET', unpack(keys))) do total = total + (tonumber(v) or 0) end
   return total
 end
+local meta = redis.call('HMGET', KEYS[1], 'paused', 'rate')
 local paused = 0
-if redis.call('HGET', KEYS[1], 'paused') == '1' then paused = 1 end
+if meta[1] == '1' then paused = 1 end
 return {paused, redis.call('ZCARD', P .. 's:PENDING'), redis.call('ZCARD', P .. 's:RUNNING'),
         redis.call('ZCARD', P .. 's:SCHEDULED'), redis.call('ZCARD', P .. 's:FAILED'),
-        sum(ok_keys), sum(fail_keys)}
+        sum(ok_keys), sum(fail_keys), meta[2] or '0'}
 )lua");
   return *s;
 }

@@ -241,6 +241,32 @@ grpc::ServerUnaryReactor* TaskServiceImpl::ListQueues(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* TaskServiceImpl::UpdateQueue(
+    grpc::CallbackServerContext* context, const taskmesh::v1::UpdateQueueRequest* request,
+    taskmesh::v1::Queue* response) {
+  absl::StatusOr<std::string> queue = ParseQueueName(request->queue().name(), "queue.name");
+  if (!queue.ok()) return FinishNow(context, queue.status());
+  for (const std::string& path : request->update_mask().paths()) {
+    if (path != "rate_limit" && path != "rateLimit") {
+      return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
+                                    "update_mask: only rate_limit can be updated; got '", path,
+                                    "'")));
+    }
+  }
+  const double rate = request->queue().rate_limit();
+  if (!(rate >= 0 && rate <= kMaxRateLimit)) {
+    return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
+                                  "queue.rate_limit: must be from 0 (unlimited) to ",
+                                  kMaxRateLimit, " tasks per second")));
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  broker_->SetRateLimit(*queue, rate, [reactor, response](absl::StatusOr<taskmesh::v1::Queue> q) {
+    if (q.ok()) *response = *std::move(q);
+    reactor->Finish(ToGrpcStatus(q.status()));
+  });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* TaskServiceImpl::PauseQueue(grpc::CallbackServerContext* context,
                                                       const taskmesh::v1::PauseQueueRequest* request,
                                                       taskmesh::v1::Queue* response) {

@@ -57,6 +57,9 @@ class TaskServiceImpl final : public taskmesh::v1::TaskService::CallbackService 
   grpc::ServerUnaryReactor* ListQueues(grpc::CallbackServerContext* context,
                                        const taskmesh::v1::ListQueuesRequest* request,
                                        taskmesh::v1::ListQueuesResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateQueue(grpc::CallbackServerContext* context,
+                                        const taskmesh::v1::UpdateQueueRequest* request,
+                                        taskmesh::v1::Queue* response) override;
   grpc::ServerUnaryReactor* PauseQueue(grpc::CallbackServerContext* context,
                                        const taskmesh::v1::PauseQueueRequest* request,
                                        taskmesh::v1::Queue* response) override;

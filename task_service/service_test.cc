@@ -334,6 +334,22 @@ TEST_F(ServiceTest, QueueControlOverGrpc) {
     EXPECT_EQ(resp.queues(0).name(), "queues/ops");
   }
   {
+    taskmesh::v1::UpdateQueueRequest r;
+    r.mutable_queue()->set_name("queues/ops");
+    r.mutable_queue()->set_rate_limit(2.5);
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->UpdateQueue(&ctx, r, &q).ok());
+    EXPECT_EQ(q.rate_limit(), 2.5);
+    r.mutable_update_mask()->add_paths("paused");
+    grpc::ClientContext bad;
+    EXPECT_EQ(stub_->UpdateQueue(&bad, r, &q).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    r.clear_update_mask();
+    r.mutable_queue()->set_rate_limit(-1);
+    grpc::ClientContext negative;
+    EXPECT_EQ(stub_->UpdateQueue(&negative, r, &q).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
     taskmesh::v1::PurgeQueueRequest r;
     r.set_name("queues/ops");
     r.set_include_pending(true);

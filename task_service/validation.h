@@ -13,6 +13,8 @@
 //   request_id     at most 128 characters
 //   labels         at most 64; keys 1-256 characters, values at most 256
 //   batch          1 to 1000 tasks
+//   page_size      0 (default 50) to 1000
+//   rate_limit     0 (unlimited) to 1,000,000 tasks per second
 //
 // Thread-compatible free functions.
 #ifndef TASKMESH_TASK_SERVICE_VALIDATION_H_
@@ -33,6 +35,7 @@ inline constexpr int kMaxAttempts = 100;
 inline constexpr int kMaxBatch = 1000;
 inline constexpr int kMaxLabels = 64;
 inline constexpr int kMaxPageSize = 1000;
+inline constexpr double kMaxRateLimit = 1e6;
 inline constexpr absl::Duration kMaxScheduleAhead = absl::Hours(24 * 365);
 
 struct TaskRef {

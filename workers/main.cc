@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -14,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "broker/broker.h"
 #include "broker/consumer.h"
 #include "common/flags.h"
 #include "common/logging.h"
@@ -23,6 +26,7 @@
 #include "redis/client.h"
 #include "redis/options.h"
 #include "workers/builtin_handlers.h"
+#include "workers/periodic.h"
 #include "workers/runtime.h"
 
 ABSL_FLAG(std::string, redis, "redis://127.0.0.1:6379",
@@ -55,6 +59,9 @@ ABSL_FLAG(absl::Duration, retry_base, absl::Seconds(1),
           "Retry backoff base: after the n-th failed attempt, wait a random time below "
           "min(--retry_cap, base * 2^(n-1))");
 ABSL_FLAG(absl::Duration, retry_cap, absl::Minutes(10), "Longest retry backoff");
+ABSL_FLAG(std::string, periodic_config, "",
+          "JSON file of periodic tasks (taskmesh.v1.PeriodicConfig) that this worker "
+          "schedules; any number of workers may share one file, each tick runs once");
 ABSL_FLAG(int32_t, redis_connections, 1,
           "Redis connections for starting and completing tasks (pipelined), besides the "
           "fetch connection");
@@ -115,6 +122,18 @@ int Main() {
   }
   if (absl::GetFlag(FLAGS_redis_connections) < 1) return Fail("--redis_connections must be >= 1");
 
+  std::vector<workers::PeriodicEntry> periodic;
+  if (const std::string path = absl::GetFlag(FLAGS_periodic_config); !path.empty()) {
+    std::ifstream in(path);
+    if (!in) return Fail(absl::StrCat("--periodic_config: cannot read ", path));
+    std::stringstream text;
+    text << in.rdbuf();
+    absl::StatusOr<std::vector<workers::PeriodicEntry>> parsed =
+        workers::ParsePeriodicConfig(text.str());
+    if (!parsed.ok()) return Fail(absl::StrCat("--periodic_config: ", parsed.status().message()));
+    periodic = *std::move(parsed);
+  }
+
   BlockShutdownSignals();
   redis::ClientOptions client_options;
   client_options.connection = *redis_options;
@@ -124,6 +143,8 @@ int Main() {
   workers::HandlerRegistry registry;
   workers::RegisterBuiltinHandlers(registry);
   workers::Worker worker(options, &registry, &consumer);
+  broker::Broker producer(&client, broker::BrokerOptions{});
+  workers::PeriodicScheduler scheduler(periodic, &producer, &client);
 
   std::unique_ptr<grpc::Server> health_server;
   const std::string health_listen = absl::GetFlag(FLAGS_health_listen);
@@ -157,12 +178,26 @@ int Main() {
     hc->SetServingStatus(false);
   });
 
+  std::thread periodic_thread([&] {
+    if (periodic.empty()) return;
+    log::Info("periodic tasks", {{"count", absl::StrCat(periodic.size())}});
+    std::string last_error;
+    while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(250))) {
+      absl::StatusOr<int> n = scheduler.RunOnce();
+      if (!n.ok() && std::string(n.status().message()) != last_error) {
+        last_error = std::string(n.status().message());
+        log::Warning("periodic scheduling failed; retrying", {{"error", last_error}});
+      }
+    }
+  });
+
   const int sig = WaitForShutdownSignal();
   log::Info("draining", {{"signal", absl::StrCat(sig)},
                          {"drain_timeout", absl::FormatDuration(options.drain_timeout)}});
   const bool drained = worker.Stop();
   stop.Notify();
   health.join();
+  periodic_thread.join();
   if (health_server != nullptr) health_server->Shutdown();
   const workers::WorkerStats stats = worker.stats();
   log::Info("stopped", {{"drained", drained ? "true" : "false"},

@@ -17,6 +17,9 @@
 namespace taskmesh::workers {
 namespace {
 
+// How often a rate-limited queue with no token to spare is polled at most.
+constexpr absl::Duration kLimitedPoll = absl::Milliseconds(20);
+
 std::string KeyOf(const broker::Lease& lease) {
   return absl::StrCat(lease.queue, "/", lease.task_id);
 }
@@ -224,7 +227,10 @@ void Worker::FetchLoop() {
     }
     // Then new tasks, queue by queue, starting with a different queue each
     // round so that none is favoured.
+    // Queues to block on when all is idle: not paused, not rate-limited (a
+    // blocking read would bypass the limiter; those are polled instead).
     std::vector<std::string> active;
+    absl::Duration idle_wait = options_.fetch_block;
     for (size_t i = 0; error.ok() && i < options_.queues.size() && free - got > 0; ++i) {
       const std::string& q = options_.queues[(rotate + i) % options_.queues.size()];
       absl::StatusOr<broker::Consumer::Fetched> f = consumer_->Fetch(q, free - got);
@@ -232,20 +238,23 @@ void Worker::FetchLoop() {
         error = f.status();
         break;
       }
-      if (!f->paused) active.push_back(q);
+      if (f->limited) {
+        idle_wait = std::min(idle_wait, std::max(f->retry_after, kLimitedPoll));
+      } else if (!f->paused) {
+        active.push_back(q);
+      }
       got += static_cast<int>(f->leases.size());
       Accept(std::move(f->leases));
     }
     ++rotate;
     if (error.ok() && got == 0) {
       if (active.empty()) {
-        // Every queue is paused: look again in a while.
-        if (!pause(options_.fetch_block)) break;
+        // Every queue is paused or rate-limited: look again in a while.
+        if (!pause(idle_wait)) break;
         continue;
       }
-      // All idle: block until something arrives (or fetch_block passes).
-      absl::StatusOr<std::vector<broker::Lease>> w =
-          consumer_->Wait(*conn, active, options_.fetch_block);
+      // All idle: block until something arrives (or the wait passes).
+      absl::StatusOr<std::vector<broker::Lease>> w = consumer_->Wait(*conn, active, idle_wait);
       if (w.ok()) {
         Accept(*std::move(w));
       } else {
