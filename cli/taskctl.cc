@@ -1,12 +1,15 @@
 // taskctl: a small command-line gRPC client for TaskService.
 //
 //   taskctl create QUEUE TYPE [PAYLOAD_JSON] [--wait]
-//   taskctl get queues/Q/tasks/ID
-//   taskctl wait queues/Q/tasks/ID
+//   taskctl get|wait|watch|cancel|retry queues/Q/tasks/ID
+//   taskctl list queues/Q [STATE]
+//   taskctl queue queues/Q
+//   taskctl queues
 //
 // Prints tasks as JSON on stdout; errors as "ERROR: CODE: message" on stderr
 // with a non-zero exit status.
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,7 +26,7 @@
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "TaskService address (HOST:PORT)");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "Deadline of each call");
 ABSL_FLAG(absl::Duration, wait_timeout, absl::Minutes(5),
-          "With --wait or `wait`: give up after this long");
+          "With --wait, `wait` or `watch`: give up after this long");
 ABSL_FLAG(bool, wait, false, "create: wait until the task is terminal and print it then");
 
 namespace taskmesh {
@@ -35,8 +38,14 @@ constexpr char kUsage[] =
     "taskctl: create and read taskmesh tasks over gRPC.\n\n"
     "Usage:\n"
     "  taskctl create QUEUE TYPE [PAYLOAD_JSON] [--wait]\n"
-    "  taskctl get queues/QUEUE/tasks/ID\n"
-    "  taskctl wait queues/QUEUE/tasks/ID\n\n"
+    "  taskctl get    queues/QUEUE/tasks/ID   the task now\n"
+    "  taskctl wait   queues/QUEUE/tasks/ID   the task once terminal\n"
+    "  taskctl watch  queues/QUEUE/tasks/ID   every change until terminal\n"
+    "  taskctl cancel queues/QUEUE/tasks/ID\n"
+    "  taskctl retry  queues/QUEUE/tasks/ID\n"
+    "  taskctl list   queues/QUEUE [STATE]    e.g. STATE=FAILED for dead letters\n"
+    "  taskctl queue  queues/QUEUE            depth, running, scheduled, dead, rates\n"
+    "  taskctl queues\n\n"
     "Example:\n"
     "  taskctl create default echo '{\"hello\":\"world\"}' --wait";
 
@@ -61,17 +70,13 @@ int Usage(const std::string& why) {
   return 2;
 }
 
-void Print(const Task& task) {
+void Print(const google::protobuf::Message& message) {
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
-  (void)google::protobuf::util::MessageToJsonString(task, &json, options);
+  options.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
   std::fwrite(json.data(), 1, json.size(), stdout);
-}
-
-bool Terminal(const Task& t) {
-  return t.state() == Task::SUCCEEDED || t.state() == Task::FAILED ||
-         t.state() == Task::CANCELLED;
 }
 
 class Client {
@@ -94,30 +99,50 @@ class Client {
     return stub_->GetTask(&ctx, request, task);
   }
 
-  // Polls until terminal (WatchTask is not served yet).
-  grpc::Status Wait(const std::string& name, Task* task) {
-    const absl::Time deadline = absl::Now() + absl::GetFlag(FLAGS_wait_timeout);
-    absl::Duration pause = absl::Milliseconds(5);
-    while (true) {
-      grpc::Status s = Get(name, task);
-      if (!s.ok() || Terminal(*task)) return s;
-      if (absl::Now() > deadline) {
-        return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                            absl::StrCat(name, " is still ", Task::State_Name(task->state())));
-      }
-      absl::SleepFor(pause);
-      pause = std::min(pause * 2, absl::Milliseconds(250));
-    }
+  // Follows the task with WatchTask until it is terminal; `each` sees every
+  // snapshot.
+  grpc::Status Watch(const std::string& name, Task* task,
+                     const std::function<void(const Task&)>& each) {
+    v1::WatchTaskRequest request;
+    request.set_name(name);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_wait_timeout)));
+    std::unique_ptr<grpc::ClientReader<Task>> reader = stub_->WatchTask(&ctx, request);
+    while (reader->Read(task)) each(*task);
+    return reader->Finish();
+  }
+
+  template <typename Request, typename Response, typename Method>
+  grpc::Status Call(Method method, const Request& request, Response* response) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_timeout)));
+    return (stub_.get()->*method)(&ctx, request, response);
   }
 
  private:
   std::unique_ptr<v1::TaskService::Stub> stub_;
 };
 
+// Runs `method` with a request whose `name` is `arg`, and prints the response.
+template <typename Request, typename Response, typename Method>
+int NameCall(Client& client, Method method, const std::string& arg) {
+  Request request;
+  request.set_name(arg);
+  Response response;
+  grpc::Status s = client.Call(method, request, &response);
+  if (!s.ok()) return Error(s);
+  Print(response);
+  std::fputc('\n', stdout);
+  return 0;
+}
+
 int Main(const std::vector<std::string>& args) {
-  if (args.size() < 2) return Usage("name a command: create, get or wait");
+  if (args.size() < 2) return Usage("name a command (see taskctl --help)");
   Client client(absl::GetFlag(FLAGS_server));
   const std::string& command = args[1];
+  using S = v1::TaskService::Stub;
+  const std::string arg = args.size() > 2 ? args[2] : "";
+  auto ignore = [](const Task&) {};
   Task task;
   grpc::Status s;
   if (command == "create") {
@@ -130,18 +155,55 @@ int Main(const std::vector<std::string>& args) {
           args[4], request.mutable_task()->mutable_payload());
       if (!parsed.ok()) return Usage(absl::StrCat("PAYLOAD_JSON: ", parsed.ToString()));
     }
-    s = client.Create(request, &task);
-    if (s.ok() && absl::GetFlag(FLAGS_wait)) s = client.Wait(task.name(), &task);
+    s = client.Call(&S::CreateTask, request, &task);
+    if (s.ok() && absl::GetFlag(FLAGS_wait)) s = client.Watch(task.name(), &task, ignore);
   } else if (command == "get" && args.size() == 3) {
-    s = client.Get(args[2], &task);
+    return NameCall<v1::GetTaskRequest, Task>(client, &S::GetTask, arg);
   } else if (command == "wait" && args.size() == 3) {
-    s = client.Wait(args[2], &task);
+    s = client.Watch(arg, &task, ignore);
+  } else if (command == "watch" && args.size() == 3) {
+    s = client.Watch(arg, &task, [](const Task& t) {
+      std::printf("%s attempt=%d%s\n", Task::State_Name(t.state()).c_str(), t.attempt(),
+                  t.has_progress() ? absl::StrCat(" progress=", t.progress().percent(), "% ",
+                                                  t.progress().message()).c_str()
+                                   : "");
+      std::fflush(stdout);
+    });
+  } else if (command == "cancel" && args.size() == 3) {
+    return NameCall<v1::CancelTaskRequest, Task>(client, &S::CancelTask, arg);
+  } else if (command == "retry" && args.size() == 3) {
+    return NameCall<v1::RetryTaskRequest, Task>(client, &S::RetryTask, arg);
+  } else if (command == "queue" && args.size() == 3) {
+    return NameCall<v1::GetQueueRequest, v1::Queue>(client, &S::GetQueue, arg);
+  } else if (command == "queues" && args.size() == 2) {
+    v1::ListQueuesResponse response;
+    s = client.Call(&S::ListQueues, v1::ListQueuesRequest(), &response);
+    if (!s.ok()) return Error(s);
+    Print(response);
+    std::fputc('\n', stdout);
+    return 0;
+  } else if (command == "list" && (args.size() == 3 || args.size() == 4)) {
+    v1::ListTasksRequest request;
+    request.set_parent(arg);
+    if (args.size() == 4) {
+      Task::State state;
+      if (!Task::State_Parse(args[3], &state)) return Usage(absl::StrCat("unknown state ", args[3]));
+      request.set_state(state);
+    }
+    v1::ListTasksResponse response;
+    s = client.Call(&S::ListTasks, request, &response);
+    if (!s.ok()) return Error(s);
+    Print(response);
+    std::fputc('\n', stdout);
+    return 0;
   } else {
     return Usage(absl::StrCat("unknown command or arguments: ", command));
   }
   if (!s.ok()) return Error(s);
-  Print(task);
-  std::fputc('\n', stdout);
+  if (command != "watch") {
+    Print(task);
+    std::fputc('\n', stdout);
+  }
   return 0;
 }
 
