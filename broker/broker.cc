@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/keys.h"
+#include "broker/script_call.h"
 #include "broker/scripts.h"
 #include "broker/task_codec.h"
 #include "google/protobuf/util/time_util.h"
@@ -50,12 +51,6 @@ int ClampPageSize(int page_size) {
 
 absl::StatusOr<Record> RecordOf(const Reply& reply) { return reply.AsMap(); }
 
-// The transition scripts answer with a word; anything else is a bug.
-absl::StatusOr<std::string> WordOf(const absl::StatusOr<Reply>& reply) {
-  if (!reply.ok()) return reply.status();
-  if (reply->type() == Reply::Type::kInteger) return absl::StrCat(reply->integer());
-  return reply->AsString();
-}
 
 }  // namespace
 
@@ -225,69 +220,56 @@ void Broker::List(const std::string& queue, Task::State state, int page_size,
       });
 }
 
-void Broker::Reread(const std::string& queue, const std::string& id,
-                    absl::StatusOr<Reply> reply, Callback<Task> done) {
-  absl::StatusOr<std::string> word = WordOf(reply);
-  if (!word.ok()) {
-    done(word.status());
-    return;
-  }
-  if (*word == "notfound") {
-    done(absl::NotFoundError(absl::StrCat("task ", TaskName(queue, id), " not found")));
-    return;
-  }
-  Get(queue, id, std::move(done));
+// A transition script that answers 'notfound', or with the state that forbids
+// it, or with `ok_words`; then the task is read back.
+void Broker::Transition(const redis::Script& script, const std::string& queue,
+                        const std::string& id, std::vector<std::string> ok_words,
+                        absl::string_view is, absl::string_view rule, Callback<Task> done) {
+  const std::string name = TaskName(queue, id);
+  EvalWord<bool>(
+      client_, script, {TaskKey(queue, id)}, ScriptArgs(QueuePrefix(queue), options_, {id}),
+      [name, ok_words = std::move(ok_words), is = std::string(is),
+       rule = std::string(rule)](const std::string& word) -> absl::StatusOr<bool> {
+        if (word == "notfound") return absl::NotFoundError(absl::StrCat("task ", name, " not found"));
+        if (std::find(ok_words.begin(), ok_words.end(), word) == ok_words.end()) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("task ", name, " ", is, " ", word, "; ", rule));
+        }
+        return true;
+      },
+      [this, queue, id, done = std::move(done)](absl::StatusOr<bool> ok) mutable {
+        if (!ok.ok()) {
+          done(ok.status());
+          return;
+        }
+        Get(queue, id, std::move(done));
+      });
 }
 
 void Broker::Cancel(const std::string& queue, const std::string& id, Callback<Task> done) {
-  client_->Eval(scripts::Cancel(), {TaskKey(queue, id)},
-                ScriptArgs(QueuePrefix(queue), options_, {id}),
-                [this, queue, id, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
-                  absl::StatusOr<std::string> word = WordOf(reply);
-                  if (word.ok() && *word != "cancelled" && *word != "requested" &&
-                      *word != "notfound") {
-                    done(absl::FailedPreconditionError(absl::StrCat(
-                        "task ", TaskName(queue, id), " is already ", *word,
-                        "; only SCHEDULED, PENDING and RUNNING tasks can be cancelled")));
-                    return;
-                  }
-                  Reread(queue, id, std::move(reply), std::move(done));
-                });
+  Transition(scripts::Cancel(), queue, id, {"cancelled", "requested"}, "is already",
+             "only SCHEDULED, PENDING and RUNNING tasks can be cancelled", std::move(done));
 }
 
 void Broker::Retry(const std::string& queue, const std::string& id, Callback<Task> done) {
-  client_->Eval(scripts::Retry(), {TaskKey(queue, id)},
-                ScriptArgs(QueuePrefix(queue), options_, {id}),
-                [this, queue, id, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
-                  absl::StatusOr<std::string> word = WordOf(reply);
-                  if (word.ok() && *word != "retried" && *word != "notfound") {
-                    done(absl::FailedPreconditionError(absl::StrCat(
-                        "task ", TaskName(queue, id), " is ", *word,
-                        "; only FAILED and CANCELLED tasks can be retried")));
-                    return;
-                  }
-                  Reread(queue, id, std::move(reply), std::move(done));
-                });
+  Transition(scripts::Retry(), queue, id, {"retried"}, "is",
+             "only FAILED and CANCELLED tasks can be retried", std::move(done));
 }
 
 void Broker::Delete(const std::string& queue, const std::string& id, Callback<bool> done) {
-  client_->Eval(scripts::Delete(), {TaskKey(queue, id)},
-                ScriptArgs(QueuePrefix(queue), options_, {id}),
-                [queue, id, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
-                  absl::StatusOr<std::string> word = WordOf(reply);
-                  if (!word.ok()) {
-                    done(word.status());
-                  } else if (*word == "notfound") {
-                    done(absl::NotFoundError(
-                        absl::StrCat("task ", TaskName(queue, id), " not found")));
-                  } else if (*word == "RUNNING") {
-                    done(absl::FailedPreconditionError(
-                        absl::StrCat("task ", TaskName(queue, id),
-                                     " is RUNNING; cancel it first, then delete it")));
-                  } else {
-                    done(true);
-                  }
-                });
+  const std::string name = TaskName(queue, id);
+  EvalWord<bool>(
+      client_, scripts::Delete(), {TaskKey(queue, id)},
+      ScriptArgs(QueuePrefix(queue), options_, {id}),
+      [name](const std::string& word) -> absl::StatusOr<bool> {
+        if (word == "notfound") return absl::NotFoundError(absl::StrCat("task ", name, " not found"));
+        if (word == "RUNNING") {
+          return absl::FailedPreconditionError(
+              absl::StrCat("task ", name, " is RUNNING; cancel it first, then delete it"));
+        }
+        return true;
+      },
+      std::move(done));
 }
 
 void Broker::GetQueue(const std::string& queue, Callback<taskmesh::v1::Queue> done) {

@@ -112,9 +112,9 @@ class Broker {
   // Runs `command` on a queue that must exist, then answers with its figures.
   void UpdateMeta(const std::string& queue, redis::Args command,
                   Callback<taskmesh::v1::Queue> done);
-  // After a transition script: reads the task back.
-  void Reread(const std::string& queue, const std::string& id, absl::StatusOr<redis::Reply> reply,
-              Callback<taskmesh::v1::Task> done);
+  void Transition(const redis::Script& script, const std::string& queue, const std::string& id,
+                  std::vector<std::string> ok_words, absl::string_view is, absl::string_view rule,
+                  Callback<taskmesh::v1::Task> done);
   void PurgeMore(const std::string& queue, bool include_pending, int64_t so_far,
                  Callback<int64_t> done);
 

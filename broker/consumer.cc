@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "broker/keys.h"
+#include "broker/script_call.h"
 #include "broker/scripts.h"
 #include "common/status_macros.h"
 
@@ -25,11 +26,6 @@ int64_t IntField(const Record& record, absl::string_view field) {
   return v;
 }
 
-absl::StatusOr<std::string> WordOf(const absl::StatusOr<Reply>& reply) {
-  if (!reply.ok()) return reply.status();
-  if (reply->type() == Reply::Type::kInteger) return absl::StrCat(reply->integer());
-  return reply->AsString();
-}
 
 constexpr absl::string_view kSuffixes[] = {"high", "", "low"};
 
@@ -222,82 +218,55 @@ absl::StatusOr<absl::Duration> Consumer::Promote(const std::string& queue, int m
 }
 
 void Consumer::Renew(const Lease& lease, Callback<Renewal> done) {
-  client_->Eval(scripts::Renew(), {TaskKey(lease.queue, lease.task_id)},
-                Args(lease.queue, {options_.consumer,
-                                   absl::StrCat(absl::ToInt64Milliseconds(options_.lease)),
-                                   lease.stream_id, absl::StrCat(lease.attempt), lease.stream}),
-                [done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
-                  absl::StatusOr<std::string> word = WordOf(reply);
-                  if (!word.ok()) {
-                    done(word.status());
-                  } else if (*word == "ok") {
-                    done(Renewal::kOk);
-                  } else if (*word == "cancel") {
-                    done(Renewal::kCancelRequested);
-                  } else {
-                    done(Renewal::kLost);
-                  }
-                });
+  EvalWord<Renewal>(
+      client_, scripts::Renew(), {TaskKey(lease.queue, lease.task_id)},
+      Args(lease.queue, {options_.consumer, absl::StrCat(absl::ToInt64Milliseconds(options_.lease)),
+                         lease.stream_id, absl::StrCat(lease.attempt), lease.stream}),
+      [](const std::string& word) -> absl::StatusOr<Renewal> {
+        if (word == "ok") return Renewal::kOk;
+        if (word == "cancel") return Renewal::kCancelRequested;
+        return Renewal::kLost;
+      },
+      std::move(done));
 }
 
 void Consumer::Progress(const Lease& lease, int percent, const std::string& message,
                         Callback<bool> done) {
-  client_->Eval(scripts::Progress(), {TaskKey(lease.queue, lease.task_id)},
-                Args(lease.queue, {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt),
-                                   absl::StrCat(percent), message}),
-                [done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
-                  absl::StatusOr<std::string> word = WordOf(reply);
-                  if (!word.ok()) {
-                    done(word.status());
-                  } else {
-                    done(*word == "1");
-                  }
-                });
+  EvalWord<bool>(client_, scripts::Progress(), {TaskKey(lease.queue, lease.task_id)},
+                 Args(lease.queue, {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt),
+                                    absl::StrCat(percent), message}),
+                 [](const std::string& word) -> absl::StatusOr<bool> { return word == "1"; },
+                 std::move(done));
 }
 
 void Consumer::Complete(const Lease& lease, const Outcome& outcome, absl::Duration retry_delay,
                         Callback<Completion> done) {
   const bool ok = outcome.status.ok();
-  client_->Eval(
-      scripts::Complete(), {TaskKey(lease.queue, lease.task_id)},
+  EvalWord<Completion>(
+      client_, scripts::Complete(), {TaskKey(lease.queue, lease.task_id)},
       Args(lease.queue,
            {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt), lease.stream,
             ok ? "S" : "F", outcome.result.is_json ? "j" : "b", ok ? outcome.result.data : "",
             absl::StrCat(ok ? 0 : static_cast<int>(outcome.status.code())),
             ok ? "" : std::string(outcome.status.message()), outcome.retryable ? "1" : "0",
             absl::StrCat(absl::ToInt64Milliseconds(retry_delay))}),
-      [done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
-        absl::StatusOr<std::string> word = WordOf(reply);
-        if (!word.ok()) {
-          done(word.status());
-        } else if (*word == "succeeded") {
-          done(Completion::kSucceeded);
-        } else if (*word == "retrying") {
-          done(Completion::kRetrying);
-        } else if (*word == "failed") {
-          done(Completion::kFailed);
-        } else if (*word == "cancelled") {
-          done(Completion::kCancelled);
-        } else if (*word == "fenced") {
-          done(Completion::kFenced);
-        } else {
-          done(absl::InternalError(absl::StrCat("complete: bad reply ", *word)));
-        }
-      });
+      [](const std::string& word) -> absl::StatusOr<Completion> {
+        if (word == "succeeded") return Completion::kSucceeded;
+        if (word == "retrying") return Completion::kRetrying;
+        if (word == "failed") return Completion::kFailed;
+        if (word == "cancelled") return Completion::kCancelled;
+        if (word == "fenced") return Completion::kFenced;
+        return absl::InternalError(absl::StrCat("complete: bad reply ", word));
+      },
+      std::move(done));
 }
 
 void Consumer::HandBack(const Lease& lease, Callback<bool> done) {
-  client_->Eval(scripts::HandBack(), {TaskKey(lease.queue, lease.task_id)},
-                Args(lease.queue, {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt),
-                                   lease.stream}),
-                [done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
-                  absl::StatusOr<std::string> word = WordOf(reply);
-                  if (!word.ok()) {
-                    done(word.status());
-                  } else {
-                    done(*word == "1");
-                  }
-                });
+  EvalWord<bool>(client_, scripts::HandBack(), {TaskKey(lease.queue, lease.task_id)},
+                 Args(lease.queue, {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt),
+                                    lease.stream}),
+                 [](const std::string& word) -> absl::StatusOr<bool> { return word == "1"; },
+                 std::move(done));
 }
 
 }  // namespace taskmesh::broker
