@@ -13,6 +13,17 @@ accept: for every container of a rendered manifest whose binary is given,
         applying the environment and parsing the command line, then exits 0
         without starting anything). A flag or value the binary rejects makes
         it exit non-zero: the chart would crash-loop.
+        File-valued flags (form `file` in flags-contract.json, e.g. the
+        worker's --periodic_config) name a path inside a ConfigMap volume,
+        which does not exist here: the content the pod would see (the
+        rendered ConfigMap key) is written to a temporary file and the flag
+        points there; a path no mounted ConfigMap/Secret provides fails.
+        `--version` exits before such files are read, so a container with a
+        file-valued flag is also started for real: same environment, except
+        that every listen address becomes 127.0.0.1:0 and --redis a closed
+        local port (it must not reach any real Redis); it must still be
+        running after STARTUP_SECONDS (the binaries check their flags and
+        files before starting anything) and exit 0 on SIGTERM.
 
 A binary not given (not built yet) is reported as SKIP, never as PASS.
 
@@ -25,13 +36,18 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import check  # noqa: E402
 
 FLAG_LINE = re.compile(r"^\s*--([a-z][a-z0-9_]*)\b")
+STARTUP_SECONDS = 2.0
+# Where the started binary goes instead of the pod's addresses.
+LOCAL = {"hostport": "127.0.0.1:0", "redis_url": "redis://127.0.0.1:1/0"}
 
 
 def parse_binaries(items):
@@ -90,6 +106,39 @@ def expand(value, env):
     return check.VAR_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
 
 
+def localize(flags, env, args, kinds):
+    """env and args with the flags of the given value forms replaced (LOCAL)."""
+    env, out = dict(env), []
+    for flag, kind in flags.items():
+        if kind in kinds and "TASKMESH_" + flag.upper() in env:
+            env["TASKMESH_" + flag.upper()] = LOCAL[kind]
+    for x in args:
+        name = x[2:].partition("=")[0] if x.startswith("--") else ""
+        out.append(f"--{name}={LOCAL[flags[name]]}" if flags.get(name) in kinds else x)
+    return env, out
+
+
+def start(path, args, env):
+    """Runs the binary as the pod would; (ok, why)."""
+    proc = subprocess.Popen([path] + args, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=STARTUP_SECONDS)
+        return False, f"exited {proc.returncode} while starting: {out.strip()[-400:]}"
+    except subprocess.TimeoutExpired:
+        pass
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return False, "started, but did not exit within 30 s of SIGTERM"
+    if proc.returncode != 0:
+        return False, f"started, but exit {proc.returncode} on SIGTERM: {out.strip()[-400:]}"
+    return True, ""
+
+
 def cmd_accept(a):
     bins = parse_binaries(a.binary)
     docs = check.load_docs(open(a.manifest).read())
@@ -100,6 +149,7 @@ def cmd_accept(a):
         if not binary:
             continue
         path = bins.get(binary)
+        flags = check.BINARIES[binary]["flags"]
         for c in pod.spec.get("containers") or []:
             what = f"{a.render}: {binary} accepts the flags of {pod.name}"
             if not path:
@@ -114,16 +164,57 @@ def cmd_accept(a):
                 else:  # fieldRef (the pod name)
                     env[e["name"]] = "taskmesh-worker-default-5d9c7-abcde"
             args = [expand(str(x), env) for x in c.get("args") or []]
-            r = subprocess.run([path] + args + ["--version"], capture_output=True, text=True,
-                               timeout=20, env=env)
-            if r.returncode == 0:
-                print(f"PASS: flags: {what}")
-            else:
-                failed += 1
-                shown = {k: v for k, v in env.items() if k.startswith("TASKMESH_")}
-                print(f"FAIL: flags: {what}: exit {r.returncode}")
-                print(f"    {(r.stderr or r.stdout).strip()[:400]}")
-                print(f"    env: {shown} args: {args}")
+            with tempfile.TemporaryDirectory() as tmp:
+                # File-valued flags: the content the pod would find, here.
+                files, problems = {}, []   # ("env", VAR) | ("arg", i) -> (flag, path in the pod)
+                for flag, kind in flags.items():
+                    if kind == "file" and "TASKMESH_" + flag.upper() in env:
+                        files[("env", "TASKMESH_" + flag.upper())] = (flag, env["TASKMESH_" + flag.upper()])
+                for i, x in enumerate(args):
+                    name, _, val = x[2:].partition("=")
+                    if x.startswith("--") and flags.get(name) == "file":
+                        files[("arg", i)] = (name, val)
+                for n, ((how, at), (flag, where)) in enumerate(files.items()):
+                    content, why = ch.mounted_file(c, where)
+                    if why:
+                        problems.append(f"--{flag}={where}: {why}")
+                        continue
+                    local = os.path.join(tmp, f"{n}-{os.path.basename(where)}")
+                    with open(local, "w") as f:
+                        f.write(content)
+                    if how == "env":
+                        env[at] = local
+                    else:
+                        args[at] = f"--{flag}={local}"
+                if problems:
+                    failed += 1
+                    print(f"FAIL: flags: {what}: a file the binary reads would not exist in the pod")
+                    for p in problems:
+                        print(f"    {p}")
+                    continue
+                r = subprocess.run([path] + args + ["--version"], capture_output=True, text=True,
+                                   timeout=20, env=env)
+                if r.returncode == 0:
+                    print(f"PASS: flags: {what}")
+                else:
+                    failed += 1
+                    shown = {k: v for k, v in env.items() if k.startswith("TASKMESH_")}
+                    print(f"FAIL: flags: {what}: exit {r.returncode}")
+                    print(f"    {(r.stderr or r.stdout).strip()[:400]}")
+                    print(f"    env: {shown} args: {args}")
+                    continue
+                if not files:
+                    continue
+                # --version does not read files: start it for real.
+                senv, sargs = localize(flags, env, args, ("hostport", "redis_url"))
+                swhat = (f"{a.render}: {binary} starts with the files of {pod.name} "
+                         f"({', '.join('--' + f for f, _ in files.values())})")
+                ok, why = start(path, sargs, senv)
+                if ok:
+                    print(f"PASS: flags: {swhat}")
+                else:
+                    failed += 1
+                    print(f"FAIL: flags: {swhat}: {why}")
     return 1 if failed else 0
 
 

@@ -17,12 +17,19 @@ by one indented line per problem; run.sh counts them. Checks:
   security      Pod Security "restricted" + read-only root filesystem
   references    $(VAR) expansions, Secrets, ConfigMaps, volumes, accounts
   autoscaling   HPAs (CPU requests, scale-down behaviour) and KEDA
-                ScaledObjects (lagCount, activationLagCount 0, streams/groups
-                matching the pool's queues, auth matching the pods' Secret)
+                ScaledObjects (lagCount, activationLagCount 0, a lag and a
+                pending trigger on each of the three priority streams of
+                every queue the pool serves, auth matching the pods' Secret)
   drain         workers: preStop + --drain_timeout fit in the grace period
   network       default deny, then every needed flow allowed and the rest denied
   flags         every flag passed is one the binary accepts (--help, or the
-                contract when the binary is not built), values well-formed
+                contract when the binary is not built), values well-formed;
+                a file-valued flag names a key of a ConfigMap/Secret mounted
+                in the container
+  periodic      the workers' --periodic_config file: a mounted ConfigMap
+                holding values.periodicTasks as JSON, each entry complete and
+                on a served queue, a worker always running when there are
+                any, a checksum annotation that restarts workers on change
   redis         internal Redis: AOF on a PVC, noeviction, password from a Secret
   helm-test     the test Pod creates a task through the gateway, waits for SUCCEEDED
   notes         NOTES.txt tells how to reach the gateway
@@ -37,6 +44,7 @@ Example:
 import argparse
 import base64
 import copy
+import hashlib
 import ipaddress
 import json
 import os
@@ -68,6 +76,12 @@ DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
 HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 REDIS_URL = re.compile(r"^redis://(:(?P<pw>[^@/]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<port>\d{1,5})(/(?P<db>\d+))?$")
 VAR_REF = re.compile(r"\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
+# A queue's streams: DEFAULT priority, then HIGH and LOW (broker/keys.h).
+STREAM_SUFFIXES = ("", ":high", ":low")
+STREAM_KEY = re.compile(r"^taskmesh:\{(.+)\}:stream(:high|:low)?$")
+PERIODIC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CRON_FIELD = re.compile(r"^[0-9*/,-]+$")
+PERIODIC_ANNOTATION = "checksum/periodic-tasks"
 
 
 # ---------------------------------------------------------------- helpers
@@ -222,7 +236,7 @@ class Checker:
     def run(self):
         for name in ("yaml", "kinds", "schema", "names", "labels", "selectors", "service_ports",
                      "probes", "security", "references", "autoscaling", "drain", "network",
-                     "flags", "redis", "helm_test", "notes", "values"):
+                     "flags", "periodic", "redis", "helm_test", "notes", "values"):
             try:
                 problems = getattr(self, "check_" + name)()
             except Exception as e:  # a checker crash is a failure, never a pass
@@ -637,7 +651,7 @@ class Checker:
             env = container_env(c)
             queues = [q for q in str((env.get("TASKMESH_QUEUES") or {}).get("value", "")).split(",") if q]
             m = REDIS_URL.match(str((env.get("TASKMESH_REDIS") or {}).get("value", "")))
-            lag_streams, pending_streams = set(), set()
+            lag_streams, pending_streams = set(), set()   # (queue, suffix)
             known = {"address", "host", "port", "usernameFromEnv", "passwordFromEnv", "stream",
                      "consumerGroup", "pendingEntriesCount", "streamLength", "lagCount",
                      "activationLagCount", "enableTLS", "unsafeSsl", "databaseIndex",
@@ -656,19 +670,26 @@ class Checker:
                 if md.get("consumerGroup") != "workers":
                     out.append(f"{where}: consumerGroup {md.get('consumerGroup')!r}, want 'workers'")
                 stream = md.get("stream", "")
-                sm = re.match(r"^taskmesh:\{(.+)\}:stream$", stream)
+                sm = STREAM_KEY.match(stream)
                 if not sm or sm.group(1) not in queues:
-                    out.append(f"{where}: stream {stream!r} is not taskmesh:{{QUEUE}}:stream of a "
-                               f"queue the pool serves {queues}")
-                elif "lagCount" in md:
-                    lag_streams.add(sm.group(1))
+                    out.append(f"{where}: stream {stream!r} is not taskmesh:{{QUEUE}}:stream (or "
+                               f":stream:high, :stream:low) of a queue the pool serves {queues}")
+                key = (sm.group(1), sm.group(2) or "") if sm else None
+                if key and "lagCount" in md:
+                    if key in lag_streams:
+                        out.append(f"{where}: a second lagCount trigger on {stream}")
+                    lag_streams.add(key)
                     if int(md.get("lagCount", "0") or 0) < 1:
                         out.append(f"{where}: lagCount must be >= 1")
                     if md.get("activationLagCount") != "0":
                         out.append(f"{where}: activationLagCount {md.get('activationLagCount')!r}: must be "
                                    f"\"0\" so that a single waiting task scales the pool up from zero")
-                elif "pendingEntriesCount" in md:
-                    pending_streams.add(sm.group(1))
+                elif key and "pendingEntriesCount" in md:
+                    if key in pending_streams:
+                        out.append(f"{where}: a second pendingEntriesCount trigger on {stream}")
+                    pending_streams.add(key)
+                elif key:
+                    out.append(f"{where}: neither lagCount nor pendingEntriesCount on {stream}")
                 if m:
                     if md.get("address") != f"{m.group('host')}:{m.group('port')}":
                         out.append(f"{where}: address {md.get('address')} != the workers' Redis "
@@ -685,12 +706,18 @@ class Checker:
                                        f"Redis password ({pw.get('name')}/{pw.get('key')})")
                 else:
                     out.append(f"{where}: cannot read the workers' --redis URL")
+            # Every priority has its own stream and consumer group: a stream
+            # without triggers would leave its tasks waiting at zero pods.
             for q in queues:
-                if q not in lag_streams:
-                    out.append(f"{ident(so)}: no lagCount trigger for queue {q!r}")
-                if q not in pending_streams:
-                    out.append(f"{ident(so)}: no pendingEntriesCount trigger for queue {q!r}: the pool "
-                               f"could go to zero while tasks are in flight or waiting to be reclaimed")
+                for suffix in STREAM_SUFFIXES:
+                    stream = f"taskmesh:{{{q}}}:stream{suffix}"
+                    if (q, suffix) not in lag_streams:
+                        out.append(f"{ident(so)}: no lagCount trigger for {stream} (queue {q!r}): its "
+                                   f"tasks would not wake the pool")
+                    if (q, suffix) not in pending_streams:
+                        out.append(f"{ident(so)}: no pendingEntriesCount trigger for {stream} (queue "
+                                   f"{q!r}): the pool could go to zero while its tasks are in flight "
+                                   f"or waiting to be reclaimed")
         for name, scalers in scaled.items():
             if len(scalers) > 1:
                 out.append(f"Deployment/{name}: scaled by several autoscalers {scalers}")
@@ -881,6 +908,49 @@ class Checker:
 
     # ---- flags
 
+    def mounted_file(self, c, path):
+        """(content, None) of the file at `path` in container c, read from the
+        ConfigMap or Secret volume mounted there; (None, why) when the path is
+        not such a file (the container would find nothing there)."""
+        if not isinstance(path, str) or not path.startswith("/"):
+            return None, f"{path!r} is not an absolute path"
+        pod = next((p for p in self.pods if c in (p.spec.get("containers") or [])), None)
+        volumes = {v.get("name"): v for v in ((pod.spec if pod else {}).get("volumes") or [])}
+        for m in c.get("volumeMounts") or []:
+            mp = (m.get("mountPath") or "").rstrip("/")
+            if m.get("subPath"):
+                if path != mp:
+                    continue
+                rel = m["subPath"]
+            elif path.startswith(mp + "/"):
+                rel = path[len(mp) + 1:]
+            else:
+                continue
+            v = volumes.get(m.get("name")) or {}
+            src = v.get("configMap") or v.get("secret")
+            if src is None:
+                return None, f"{path} is on volume {m.get('name')!r}, which is no ConfigMap or Secret"
+            kind = "ConfigMap" if "configMap" in v else "Secret"
+            name = src.get("name") if kind == "ConfigMap" else src.get("secretName")
+            items = src.get("items")
+            key = rel
+            if items:
+                key = next((i.get("key") for i in items if i.get("path") == rel), None)
+                if key is None:
+                    return None, f"{path}: no item of {kind} {name} is projected at {rel!r}"
+            obj = self.find(kind, name)
+            if obj is None:
+                return None, f"{path}: {kind} {name} is not rendered"
+            data = obj.get("data") or {}
+            if kind == "Secret" and key in data:
+                return base64.b64decode(data[key]).decode(), None
+            if key in data:
+                return data[key], None
+            if key in (obj.get("stringData") or {}):
+                return obj["stringData"][key], None
+            return None, f"{path}: {kind} {name} has no key {key!r}"
+        return None, f"{path} is on no ConfigMap or Secret volume mounted in the container"
+
     def chart_flags(self, c):
         """(flag, value, how) for every flag the chart passes to container c."""
         out = []
@@ -939,12 +1009,100 @@ class Checker:
                         "redis_url": lambda s: not REDIS_URL.match(s),
                         "target": lambda s: not re.match(r"^(dns:///)?[A-Za-z0-9.-]+:\d{1,5}$", s),
                         "string": lambda s: False,
+                        "file": lambda s: False,   # below
                     }.get(kind, lambda s: False)(val)
                     if bad:
                         out.append(f"{where}: {how}: {val!r} is not a valid {kind}")
+                    if kind == "file":
+                        _, why = self.mounted_file(c, val)
+                        if why:
+                            out.append(f"{where}: {how}: the binary reads a file there, but {why}")
                 for r in spec["required"]:
                     if r not in passed:
                         out.append(f"{where}: required flag --{r} not set")
+        return out
+
+    # ---- periodic tasks
+
+    def check_periodic(self):
+        want = self.values.get("periodicTasks") or []
+        workers = [p for p in self.pods_of("worker") if p.owner.get("kind") == "Deployment"]
+        if not workers:
+            return []
+        out = []
+        served = set()
+        for p in workers:
+            served |= set(str(container_env(p.spec["containers"][0]).get("TASKMESH_QUEUES", {})
+                              .get("value", "")).split(","))
+        for p in workers:
+            c = p.spec["containers"][0]
+            e = container_env(c).get("TASKMESH_PERIODIC_CONFIG")
+            if not e:
+                if want:
+                    out.append(f"{p.name}: no --periodic_config although values.periodicTasks has "
+                               f"{len(want)} entries")
+                continue
+            text, why = self.mounted_file(c, e.get("value"))
+            if why:
+                out.append(f"{p.name}: --periodic_config: {why}")
+                continue
+            try:
+                cfg = json.loads(text)
+            except ValueError as err:
+                out.append(f"{p.name}: --periodic_config is not JSON: {err}")
+                continue
+            tasks = cfg.get("periodicTasks", cfg.get("periodic_tasks")) if isinstance(cfg, dict) else None
+            if not isinstance(tasks, list) or set(cfg) - {"periodicTasks", "periodic_tasks"}:
+                out.append(f"{p.name}: --periodic_config is not {{\"periodicTasks\": [...]}}: {text[:200]}")
+                continue
+            if tasks != json.loads(json.dumps(want)):
+                out.append(f"{p.name}: --periodic_config holds {len(tasks)} periodic tasks that differ "
+                           f"from values.periodicTasks ({len(want)})")
+            seen = set()
+            for i, t in enumerate(tasks):
+                w = f"{p.name}: periodicTasks[{i}]"
+                if not isinstance(t, dict):
+                    out.append(f"{w}: not an object")
+                    continue
+                for k in set(t) - {"name", "queue", "schedule", "task"}:
+                    out.append(f"{w}: unknown field {k!r} (taskmesh.v1.PeriodicTask)")
+                if not PERIODIC_NAME.match(str(t.get("name", ""))):
+                    out.append(f"{w}: name {t.get('name')!r} is not 1-64 characters of [A-Za-z0-9_-]")
+                if (t.get("queue"), t.get("name")) in seen:
+                    out.append(f"{w}: name {t.get('name')!r} twice on queue {t.get('queue')!r}")
+                seen.add((t.get("queue"), t.get("name")))
+                if t.get("queue") not in served:
+                    out.append(f"{w}: queue {t.get('queue')!r} is served by no worker pool {sorted(served)}")
+                sched = str(t.get("schedule", ""))
+                if sched.startswith("@every "):
+                    if (parse_duration(sched[len("@every "):]) or 0) < 1:
+                        out.append(f"{w}: schedule {sched!r}: @every needs a duration of at least 1s")
+                elif len(sched.split()) != 5 or not all(CRON_FIELD.match(f) for f in sched.split()):
+                    out.append(f"{w}: schedule {sched!r} is neither five cron fields nor @every DURATION")
+                if not isinstance(t.get("task"), dict) or not t["task"].get("type"):
+                    out.append(f"{w}: task.type is required")
+            # The worker reads the file at start: a change must roll the pods.
+            ann = ((p.owner.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if ann.get(PERIODIC_ANNOTATION) != digest:
+                out.append(f"{p.name}: pod annotation {PERIODIC_ANNOTATION} != sha256 of the periodic "
+                           f"config: pods would keep the old tasks after an upgrade")
+        # A tick missed while no worker runs is skipped: some worker must
+        # always run (KEDA pools scale to zero; a CPU HPA never does).
+        if want:
+            always = []
+            for p in workers:
+                name = (p.owner.get("metadata") or {}).get("name")
+                so = self.find("ScaledObject", name)
+                h = self.find("HorizontalPodAutoscaler", name)
+                if so is not None:
+                    if ((so.get("spec") or {}).get("minReplicaCount") or 0) >= 1:
+                        always.append(name)
+                elif h is not None and ((h.get("spec") or {}).get("minReplicas") or 1) >= 1:
+                    always.append(name)
+            if not always:
+                out.append("periodic tasks but no worker pool runs at all times (minReplicas >= 1): "
+                           "their ticks would be skipped while every pool is at zero")
         return out
 
     # ---- redis

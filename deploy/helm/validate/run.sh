@@ -12,10 +12,11 @@
 #   (c) checks every rendered object strictly (check.py) and proves the checks
 #       can fail (selftest.py, and renders that must be refused);
 #   (d) cross-checks the chart's flags against the binaries' --help and runs
-#       each binary with the chart's flags, and checks the Docker runtime
-#       package list against ldd. Binaries: NAME=PATH (NAME: task_service,
-#       worker, api_gateway), else bazel-bin/ when built; a missing binary is
-#       SKIPPED (a FAILURE with --require-binaries);
+#       each binary with the chart's flags (and starts the worker with its
+#       --periodic_config file, the rendered ConfigMap's content), and checks
+#       the Docker runtime package list against ldd. Binaries: NAME=PATH
+#       (NAME: task_service, worker, api_gateway), else bazel-bin/ when built;
+#       a missing binary is SKIPPED (a FAILURE with --require-binaries);
 #   (e) ends with "helm-chart: N passed, M failed, K skipped"; exit 1 on any failure.
 set -uo pipefail
 
@@ -34,7 +35,7 @@ while (($#)); do
     --binary=*) v=${1#--binary=}; bins[${v%%=*}]=${v#*=}; shift ;;
     --require-binaries) require=1; shift ;;
     --keep) keep=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -139,6 +140,13 @@ refuse "is used twice" -set 'workers.pools=[{name: a, queues: [default]}, {name:
 refuse "must be a DNS label" -set 'workers.pools=[{name: Bad_Pool, queues: [default]}]'
 refuse "minReplicas <= maxReplicas" -set 'workers.pools=[{name: a, queues: [default], minReplicas: 5, maxReplicas: 2}]'
 refuse "kubeVersion" -kube-version 1.23.0
+tick='{name: tick, queue: default, schedule: "@every 30s", task: {type: echo}}'
+warm='workers.pools=[{name: default, queues: [default], minReplicas: 1}]'
+refuse "periodicTasks[0].queue \"nowhere\" is served by no worker pool" -set "periodicTasks=[${tick/default/nowhere}]" -set "$warm"
+refuse "periodicTasks need a worker running at all times" -set "periodicTasks=[$tick]"
+refuse "periodicTasks[0].name \"bad name\"" -set "periodicTasks=[${tick/tick/\"bad name\"}]" -set "$warm"
+refuse "name, queue, schedule and task.type are required" -set 'periodicTasks=[{name: tick, queue: default, task: {type: echo}}]' -set "$warm"
+refuse "name \"tick\" is used twice" -set "periodicTasks=[$tick, $tick]" -set "$warm"
 
 # ---- (d) binaries: --help, acceptance of the chart's flags, ldd
 declare -A bazel_paths=([task_service]=task_service/task_service [worker]=workers/worker [api_gateway]=api_gateway/api_gateway)

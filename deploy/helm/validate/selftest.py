@@ -13,7 +13,9 @@ Example:
 import argparse
 import contextlib
 import copy
+import hashlib
 import io
+import json
 import os
 import stat
 import sys
@@ -137,6 +139,52 @@ def m_stream(objs, v):
     obj(objs, "ScaledObject")["spec"]["triggers"][0]["metadata"]["stream"] = "taskmesh:default:stream"
 
 
+def m_no_low_stream(objs, v):
+    so = obj(objs, "ScaledObject")
+    so["spec"]["triggers"] = [t for t in so["spec"]["triggers"]
+                              if not t["metadata"]["stream"].endswith(":stream:low")]
+
+
+def m_file_flag(objs, v):
+    env(objs, "worker", "TASKMESH_PERIODIC_CONFIG")["value"] = "/etc/periodic-tasks.json"
+
+
+def set_periodic(objs, v, tasks, annotate=True):
+    """values.periodicTasks and the rendered ConfigMap (and checksum) set to `tasks`."""
+    v["periodicTasks"] = tasks
+    text = json.dumps({"periodicTasks": tasks}, indent=2)
+    cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-periodic-tasks"))
+    cm["data"]["periodic-tasks.json"] = text
+    if annotate:
+        for o in objs:
+            if o["kind"] == "Deployment" and o["metadata"]["labels"].get("app.kubernetes.io/component") == "worker":
+                o["spec"]["template"]["metadata"]["annotations"]["checksum/periodic-tasks"] = \
+                    hashlib.sha256(text.encode()).hexdigest()
+
+
+NIGHTLY = {"name": "nightly", "queue": "default", "schedule": "0 3 * * *", "task": {"type": "echo"}}
+
+
+def m_periodic_differs(objs, v):
+    set_periodic(objs, copy.deepcopy(v), [NIGHTLY])   # the ConfigMap only
+
+
+def m_periodic_unserved(objs, v):
+    set_periodic(objs, v, [dict(NIGHTLY, queue="nowhere")])
+
+
+def m_periodic_bad_schedule(objs, v):
+    set_periodic(objs, v, [dict(NIGHTLY, schedule="0 3 * *")])
+
+
+def m_periodic_no_warm_pool(objs, v):
+    set_periodic(objs, v, [NIGHTLY])   # the default pool scales to zero
+
+
+def m_periodic_checksum(objs, v):
+    set_periodic(objs, v, [NIGHTLY], annotate=False)
+
+
 def m_no_pending_trigger(objs, v):
     so = obj(objs, "ScaledObject")
     so["spec"]["triggers"] = [t for t in so["spec"]["triggers"] if "pendingEntriesCount" not in t["metadata"]]
@@ -209,10 +257,24 @@ CASES = [
     ("flags: unknown flag via env", "flags", "has no flag --drain_timout", m_flag_typo),
     ("flags: malformed duration", "flags", "is not a valid duration", m_flag_value),
     ("flags: unknown flag via args", "flags", "has no flag --listen_port", m_flag_arg),
+    ("flags: a file flag must name a mounted ConfigMap key", "flags",
+     "is on no ConfigMap or Secret volume mounted", m_file_flag),
+    ("periodic: the ConfigMap holds values.periodicTasks", "periodic", "differ from values.periodicTasks",
+     m_periodic_differs),
+    ("periodic: queues must be served", "periodic", "queue 'nowhere' is served by no worker pool",
+     m_periodic_unserved),
+    ("periodic: schedules must parse", "periodic", "is neither five cron fields nor @every",
+     m_periodic_bad_schedule),
+    ("periodic: a worker must always run", "periodic", "no worker pool runs at all times",
+     m_periodic_no_warm_pool),
+    ("periodic: a change must restart the workers", "periodic", "checksum/periodic-tasks",
+     m_periodic_checksum),
     ("drain: grace period shorter than the drain", "drain", "SIGKILL could cut a task", m_grace),
     ("drain: worker without preStop", "drain", "without a preStop hook", m_no_prestop),
     ("autoscaling: activationLagCount must be 0", "autoscaling", "activationLagCount '5'", m_activation),
     ("autoscaling: stream key must be the queue's", "autoscaling", "is not taskmesh:{QUEUE}:stream", m_stream),
+    ("autoscaling: every priority stream has triggers", "autoscaling",
+     "no lagCount trigger for taskmesh:{default}:stream:low", m_no_low_stream),
     ("autoscaling: in-flight work keeps the pool up", "autoscaling", "no pendingEntriesCount trigger",
      m_no_pending_trigger),
     ("autoscaling: no replicas under an HPA", "autoscaling", "sets replicas although", m_replicas_with_hpa),
@@ -238,18 +300,28 @@ def run_case(docs, notes, values, check_name, mutate):
 
 FAKE_WORKER = """#!/bin/sh
 # A stand-in worker: --help lists FLAGS; otherwise it validates
-# TASKMESH_DRAIN_TIMEOUT like absl would and exits as --version does.
+# TASKMESH_DRAIN_TIMEOUT like absl would; with --version it then exits 0,
+# without it reads --periodic_config (it must be readable and hold
+# "periodicTasks") and runs until SIGTERM, like the real one.
+version=0
 for a in "$@"; do
   if [ "$a" = --help ]; then
     printf 'worker: fake\\n\\nFlags (each also settable as TASKMESH_<NAME>):\\n'
     for f in FLAGS; do printf '  --%s=\\n      help text  [TASKMESH_X]\\n' "$f"; done
     exit 0
   fi
+  [ "$a" = --version ] && version=1
 done
 case "${TASKMESH_DRAIN_TIMEOUT:-30s}" in
-  *[0-9]s|*[0-9]m|*[0-9]h) echo "taskmesh 0.1.0"; exit 0 ;;
+  *[0-9]s|*[0-9]m|*[0-9]h) ;;
   *) echo "ERROR: bad value '$TASKMESH_DRAIN_TIMEOUT' in TASKMESH_DRAIN_TIMEOUT" >&2; exit 2 ;;
 esac
+if [ $version = 1 ]; then echo "taskmesh 0.1.0"; exit 0; fi
+if [ -n "$TASKMESH_PERIODIC_CONFIG" ] && ! grep -q '"periodicTasks"' "$TASKMESH_PERIODIC_CONFIG"; then
+  echo "ERROR: --periodic_config: cannot read or parse $TASKMESH_PERIODIC_CONFIG" >&2; exit 2
+fi
+trap 'exit 0' TERM
+while :; do sleep 0.1; done
 """
 
 
@@ -291,6 +363,9 @@ def binflags_cases(manifest_text):
         rc, text = quiet(binflags.main, ["accept", "--render", "t", "--manifest", good_m,
                                          "--binary", f"worker={good}"])
         results.append(("binflags accept passes values the binary accepts", rc == 0 and "PASS" in text, text))
+        # File-valued flags: the content must reach the binary, and be read.
+        results.append(("binflags accept starts the worker with its periodic config",
+                        rc == 0 and "PASS: flags: t: worker starts with the files of" in text, text))
         bad_m = os.path.join(tmp, "bad.yaml")
         with open(bad_m, "w") as f:
             f.write(manifest_text.replace('name: TASKMESH_DRAIN_TIMEOUT\n              value: "30s"',
@@ -299,6 +374,20 @@ def binflags_cases(manifest_text):
                                          "--binary", f"worker={good}"])
         results.append(("binflags accept fails a value the binary rejects",
                         rc != 0 and "bad value '30'" in text, text))
+        for name, old, new, want in (
+                ("binflags accept fails a periodic config the binary rejects",
+                 '"periodicTasks": []', '"periodic": []', "--periodic_config: cannot read or parse"),
+                ("binflags accept fails a file flag no ConfigMap provides",
+                 'value: "/etc/taskmesh/periodic-tasks.json"', 'value: "/etc/taskmesh/nope.json"',
+                 "has no key 'nope.json'")):
+            if old not in manifest_text:
+                results.append((name, False, f"the manifest has no {old!r} to break"))
+                continue
+            with open(bad_m, "w") as f:
+                f.write(manifest_text.replace(old, new))
+            rc, text = quiet(binflags.main, ["accept", "--render", "t", "--manifest", bad_m,
+                                             "--binary", f"worker={good}"])
+            results.append((name, rc != 0 and want in text, text))
     return results
 
 

@@ -77,6 +77,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "taskmesh.gateway.name" -}}{{ include "taskmesh.fullname" . }}-api-gateway{{- end -}}
 {{- define "taskmesh.redis.name" -}}{{ include "taskmesh.fullname" . }}-redis{{- end -}}
 {{- define "taskmesh.worker.name" -}}{{ include "taskmesh.fullname" .ctx }}-worker-{{ .pool }}{{- end -}}
+{{- define "taskmesh.periodic.name" -}}{{ include "taskmesh.fullname" . }}-periodic-tasks{{- end -}}
+
+{{/* ---- periodic tasks ---- */}}
+
+{{/*
+The workers' --periodic_config file: JSON of taskmesh.v1.PeriodicConfig with
+.Values.periodicTasks as given (an empty list runs no scheduler).
+*/}}
+{{- define "taskmesh.periodic.json" -}}
+{{- dict "periodicTasks" (.Values.periodicTasks | default list) | toPrettyJson -}}
+{{- end -}}
+
+{{/* Where worker pods find it (a read-only ConfigMap volume). */}}
+{{- define "taskmesh.periodic.dir" -}}/etc/taskmesh{{- end -}}
+{{- define "taskmesh.periodic.path" -}}{{ include "taskmesh.periodic.dir" . }}/periodic-tasks.json{{- end -}}
 
 {{/* ---- Redis connection ---- */}}
 
@@ -155,7 +170,7 @@ $(REDIS_PASSWORD) in the URL after it), --redis and --redis_timeout.
 
 {{/*
 The pod-level fields shared by every taskmesh Deployment:
-(dict "ctx" $ "cfg" <component values> "component" C ["pool" P]).
+(dict "ctx" $ "cfg" <component values> "component" C ["pool" P] ["volumes" <more volumes>]).
 */}}
 {{- define "taskmesh.podCommon" -}}
 serviceAccountName: {{ include "taskmesh.serviceAccountName" .ctx }}
@@ -195,6 +210,9 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 64Mi
+{{- with .volumes }}
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/* Pod metadata: (dict "ctx" $ "cfg" <values> "component" C ["pool" P]). */}}
@@ -212,7 +230,10 @@ annotations:
 {{- end }}
 {{- end -}}
 
-{{/* Container fields shared by every taskmesh container: (dict "ctx" $ "cfg" <values>). */}}
+{{/*
+Container fields shared by every taskmesh container:
+(dict "ctx" $ "cfg" <values> ["volumeMounts" <more mounts>]).
+*/}}
 {{- define "taskmesh.containerCommon" -}}
 imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
 securityContext:
@@ -228,6 +249,9 @@ resources:
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+{{- with .volumeMounts }}
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- if gt (int .cfg.preStopSleepSeconds) 0 }}
 lifecycle:
   preStop:
@@ -353,6 +377,41 @@ clear message instead of deploying something that cannot work.
 {{- end -}}
 {{- if and .Values.tests.enabled .Values.gateway.enabled (not (hasKey $queues .Values.tests.queue)) -}}
 {{- fail (printf "tests.queue %q is served by no worker pool" .Values.tests.queue) -}}
+{{- end -}}
+{{- /* Periodic tasks: the worker checks the file fully when it starts (a bad
+     entry would crash-loop every worker pod); refuse what can be seen here. */ -}}
+{{- $names := dict -}}
+{{- range $i, $p := (.Values.periodicTasks | default list) -}}
+{{- if not (kindIs "map" $p) -}}
+{{- fail (printf "periodicTasks[%d] must be a map with name, queue, schedule and task" $i) -}}
+{{- end -}}
+{{- if not (and $p.name $p.queue $p.schedule (kindIs "map" $p.task)) -}}
+{{- fail (printf "periodicTasks[%d]: name, queue, schedule and task.type are required" $i) -}}
+{{- end -}}
+{{- if not $p.task.type -}}
+{{- fail (printf "periodicTasks[%d]: name, queue, schedule and task.type are required" $i) -}}
+{{- end -}}
+{{- if not (regexMatch "^[A-Za-z0-9_-]{1,64}$" (toString $p.name)) -}}
+{{- fail (printf "periodicTasks[%d].name %q: use 1-64 characters of [A-Za-z0-9_-]" $i (toString $p.name)) -}}
+{{- end -}}
+{{- if not (hasKey $queues (toString $p.queue)) -}}
+{{- fail (printf "periodicTasks[%d].queue %q is served by no worker pool: its tasks would never run" $i (toString $p.queue)) -}}
+{{- end -}}
+{{- $key := printf "%s/%s" (toString $p.queue) (toString $p.name) -}}
+{{- if hasKey $names $key -}}
+{{- fail (printf "periodicTasks[%d]: name %q is used twice on queue %q" $i (toString $p.name) (toString $p.queue)) -}}
+{{- end -}}
+{{- $_ := set $names $key true -}}
+{{- end -}}
+{{- if and .Values.periodicTasks .Values.keda.enabled -}}
+{{- $alwaysOn := false -}}
+{{- range .Values.workers.pools -}}
+{{- $c := fromYaml (include "taskmesh.worker.config" (dict "ctx" $ "pool" .)) -}}
+{{- if ge (int $c.minReplicas) 1 }}{{ $alwaysOn = true }}{{ end -}}
+{{- end -}}
+{{- if not $alwaysOn -}}
+{{- fail "periodicTasks need a worker running at all times: set minReplicas >= 1 on at least one pool (every worker schedules them, a pool scaled to zero schedules nothing, and a tick missed while no worker runs is skipped, not replayed)" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 

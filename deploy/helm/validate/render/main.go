@@ -3,7 +3,7 @@
 // No Helm binary can be installed on the build machines, so the chart is
 // rendered with the same engine Helm uses: Go's text/template, the sprig
 // function library, and re-implementations of the Helm built-ins the chart
-// uses (include, tpl, required, toYaml, fromYaml, toJson, fromJson, lookup,
+// uses (include, tpl, required, toYaml, fromYaml, toJson, toPrettyJson, fromJson, lookup,
 // .Release, .Chart, .Values, .Capabilities, .Template). Values files are
 // loaded and merged with Helm's semantics: numbers become float64 (as in
 // Helm), later files win, maps merge deeply and a null deletes a default.
@@ -297,6 +297,15 @@ func toJSON(v interface{}) string {
 	return string(j)
 }
 
+// toPrettyJSON is Helm's toPrettyJson: two-space indentation, keys sorted.
+func toPrettyJSON(v interface{}) string {
+	j, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return ""
+	}
+	return string(j)
+}
+
 func fromJSON(s string) map[string]interface{} {
 	m := map[string]interface{}{}
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
@@ -335,15 +344,17 @@ func (e *engine) funcs() template.FuncMap {
 	delete(f, "env")
 	delete(f, "expandenv")
 	extra := template.FuncMap{
-		"toYaml":        toYAML,
-		"mustToYaml":    toYAML,
-		"fromYaml":      fromYAML,
-		"fromYamlArray": fromYAMLArray,
-		"toJson":        toJSON,
-		"mustToJson":    toJSON,
-		"fromJson":      fromJSON,
-		"required":      required,
-		"lookup":        lookup,
+		"toYaml":           toYAML,
+		"mustToYaml":       toYAML,
+		"fromYaml":         fromYAML,
+		"fromYamlArray":    fromYAMLArray,
+		"toJson":           toJSON,
+		"mustToJson":       toJSON,
+		"toPrettyJson":     toPrettyJSON,
+		"mustToPrettyJson": toPrettyJSON,
+		"fromJson":         fromJSON,
+		"required":         required,
+		"lookup":           lookup,
 		// include and tpl need the parsed template set; bound in render().
 		"include": func(string, interface{}) (string, error) { return "", errors.New("unbound") },
 		"tpl":     func(string, interface{}) (string, error) { return "", errors.New("unbound") },

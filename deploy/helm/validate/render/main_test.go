@@ -113,3 +113,19 @@ func TestSplitsDocumentsAndSkipsPartialsAndNotes(t *testing.T) {
 		t.Errorf("NOTES: got %q", n)
 	}
 }
+
+func TestToJsonLikeHelm(t *testing.T) {
+	// Values numbers are float64 but print as JSON integers; keys are sorted;
+	// toPrettyJson indents by two spaces (Helm's json.MarshalIndent).
+	dir := writeChart(t, "p: {name: x, count: 3, big: 1000000, list: [a, {z: 1, b: true}]}\n", map[string]string{
+		"a.yaml": "j: {{ toJson .Values.p }}\npretty: |-\n  {{- toPrettyJson (dict \"p\" .Values.p) | nindent 2 }}\n"})
+	m, _ := renderOK(t, dir, nil)
+	for _, want := range []string{
+		`j: {"big":1000000,"count":3,"list":["a",{"b":true,"z":1}],"name":"x"}`,
+		"pretty: |-\n  {\n    \"p\": {\n      \"big\": 1000000,\n      \"count\": 3,\n      \"list\": [\n        \"a\",",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("want %q in\n%s", want, m)
+		}
+	}
+}
