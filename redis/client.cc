@@ -32,6 +32,7 @@ Client::~Client() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
+  stop_backoff_.Notify();
   // I/O threads finish the batch in hand and exit; nothing new is sent.
   for (std::thread& t : threads_) t.join();
   completion_thread_.join();
@@ -114,9 +115,9 @@ void Client::RunRefused() {
 }
 
 bool Client::WaitBackoff(absl::Duration backoff) {
-  absl::MutexLock lock(&mu_);
-  mu_.AwaitWithTimeout(absl::Condition(&stopping_), backoff);
-  return !stopping_;
+  // Monotonic, unlike Abseil's timed waits: a clock step must not delay a
+  // reconnect.
+  return !stop_backoff_.WaitFor(backoff);
 }
 
 absl::Status Client::SendBatch(Connection& conn, std::vector<Pending>& batch) {

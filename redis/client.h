@@ -43,6 +43,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/stop_signal.h"
 #include "redis/connection.h"
 #include "redis/options.h"
 #include "redis/reply.h"
@@ -128,6 +129,8 @@ class Client {
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   std::deque<Refused> refused_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Wakes reconnect backoffs when the client shuts down.
+  StopSignal stop_backoff_;
   // Why the last connect failed, while no connection is up (fail fast).
   absl::Status down_status_ ABSL_GUARDED_BY(mu_);
 

@@ -4,6 +4,7 @@
 #
 #   scripts/install_deps.sh           build, run and test the C++ mesh
 #   scripts/install_deps.sh --chart   also what validates the Helm chart
+#   scripts/install_deps.sh --bench   also what bench/gateway/run.sh drives
 set -euo pipefail
 
 packages=(
@@ -17,10 +18,19 @@ packages=(
   libgtest-dev libgmock-dev
   libbenchmark-dev
   redis-server redis-tools
+  faketime                         # tests/fault F7: libfaketime skews the workers' clocks
+  libboost-dev                     # api_gateway: Boost.Beast and Asio (header-only)
+  libgoogle-perftools-dev          # api_gateway: tcmalloc
+  clang-14 libclang-rt-14-dev      # api_gateway/fuzz: libFuzzer, ASan, UBSan
+  curl                             # scripts/run_local.sh: api_gateway readiness
 )
 if [[ "${1:-}" == "--chart" ]]; then
   packages+=(golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
             python3-kubernetes python3-yaml)
+fi
+if [[ "${1:-}" == "--bench" ]]; then
+  # bench/gateway/run.sh: load generators and the HTTP ceiling.
+  packages+=(wrk nghttp2-client nginx-light)
 fi
 
 missing=()

@@ -5,15 +5,14 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "broker/broker.h"
 #include "common/flags.h"
+#include "common/health.h"
 #include "common/logging.h"
 #include "common/shutdown.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "redis/client.h"
 #include "redis/options.h"
 #include "task_service/service.h"
@@ -82,26 +81,15 @@ int Main() {
                         {"port", absl::StrCat(port)},
                         {"redis", redis::DescribeEndpoint(*redis_options)}});
 
-  // Readiness follows Redis: NOT_SERVING while no Redis connection is up.
-  absl::Notification stop;
-  std::thread health([&] {
-    grpc::HealthCheckServiceInterface* hc = server->GetHealthCheckService();
-    bool last = false;
-    hc->SetServingStatus(false);
-    while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(250))) {
-      const bool up = client.connected() && hub.WaitSubscribed(absl::ZeroDuration());
-      if (up != last) {
-        hc->SetServingStatus(up);
-        hc->SetServingStatus("taskmesh.v1.TaskService", up);
-        last = up;
-      }
-    }
-  });
+  // Readiness follows Redis: NOT_SERVING while Redis is unreachable.
+  HealthReporter health(
+      server->GetHealthCheckService(),
+      [&] { return client.connected() && hub.WaitSubscribed(absl::ZeroDuration()); },
+      {"taskmesh.v1.TaskService"});
 
   const int sig = WaitForShutdownSignal();
   log::Info("shutting down", {{"signal", absl::StrCat(sig)}});
-  stop.Notify();
-  health.join();
+  health.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server->Wait();
   log::Info("stopped");

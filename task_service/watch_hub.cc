@@ -70,7 +70,7 @@ void WatchHub::Dispatch(const std::string& channel, const std::string& message) 
 
 void WatchHub::Run() {
   absl::Duration backoff = absl::Milliseconds(50);
-  while (!stop_.HasBeenNotified()) {
+  while (!stop_.notified()) {
     auto conn = redis::Connection::Connect(options_);
     if (conn.ok()) {
       absl::Status s = (*conn)->Append({"PSUBSCRIBE", std::string(broker::kEventsPattern)});
@@ -87,7 +87,7 @@ void WatchHub::Run() {
             for (auto& [handle, listener] : by_handle) listener(resync);
           }
         }
-        while (!stop_.HasBeenNotified()) {
+        while (!stop_.notified()) {
           absl::StatusOr<absl::optional<redis::Reply>> r = (*conn)->Poll(absl::Milliseconds(200));
           if (!r.ok()) {
             log::Warning("task events subscription lost", {{"error", r.status().message()}});
@@ -103,7 +103,7 @@ void WatchHub::Run() {
         continue;
       }
     }
-    stop_.WaitForNotificationWithTimeout(backoff);
+    stop_.WaitFor(backoff);
     backoff = std::min(backoff * 2, absl::Seconds(1));
   }
 }

@@ -28,7 +28,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
+#include "common/stop_signal.h"
 #include "absl/time/time.h"
 #include "redis/options.h"
 
@@ -73,7 +73,7 @@ class WatchHub {
   absl::flat_hash_map<std::string, absl::flat_hash_map<uint64_t, Listener>> listeners_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, std::string> key_of_ ABSL_GUARDED_BY(mu_);
-  absl::Notification stop_;
+  StopSignal stop_;
   std::thread thread_;
 };
 

@@ -1,6 +1,7 @@
 #include "workers/runtime.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <string>
 #include <utility>
@@ -82,7 +83,22 @@ std::vector<Worker::JobPtr> Worker::Leased() const {
   return jobs;
 }
 
+bool Worker::WaitUntil(absl::Duration timeout, const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (done()) return true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
 bool Worker::Stop() {
+  // The drain is measured from the stop request, whatever the fetcher is doing.
+  const auto drain_deadline =
+      std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(options_.drain_timeout);
   std::vector<JobPtr> not_started;
   {
     absl::MutexLock lock(&mu_);
@@ -91,16 +107,15 @@ bool Worker::Stop() {
     not_started.assign(ready_.begin(), ready_.end());
     ready_.clear();
   }
-  if (fetcher_.joinable()) fetcher_.join();  // Returns within fetch_block.
+  stop_fetching_.Notify();
   // Tasks that no handler took yet go back at once, for another worker.
   for (const JobPtr& job : not_started) HandBack(job);
+  // Returns within fetch_block; whatever it still fetches is handed back by
+  // Accept().
+  if (fetcher_.joinable()) fetcher_.join();
 
-  bool drained;
-  {
-    absl::MutexLock lock(&mu_);
-    drained = mu_.AwaitWithTimeout(absl::Condition(this, &Worker::Drained),
-                                   options_.drain_timeout);
-  }
+  const absl::Duration left = absl::FromChrono(drain_deadline - std::chrono::steady_clock::now());
+  bool drained = WaitUntil(left, [this] { return Drained(); });
   if (!drained) {
     std::vector<JobPtr> running = Leased();
     log::Warning("drain timeout: handing running tasks back",
@@ -108,20 +123,17 @@ bool Worker::Stop() {
                   {"drain_timeout", absl::FormatDuration(options_.drain_timeout)}});
     for (const JobPtr& job : running) {
       HandBack(job);
-      job->cancel = true;  // Its late outcome will be fenced.
+      job->cancel = true;  // Its outcome, if any, is dropped (see Run()).
     }
-    absl::MutexLock lock(&mu_);
-    drained = mu_.AwaitWithTimeout(absl::Condition(this, &Worker::Drained), absl::Seconds(5));
+    drained = WaitUntil(absl::Seconds(5), [this] { return Drained(); });
   }
   stop_maintenance_.Notify();
   if (maintainer_.joinable()) maintainer_.join();
-  bool handlers_idle;
   {
     absl::MutexLock lock(&mu_);
     exit_handlers_ = true;
-    handlers_idle = mu_.AwaitWithTimeout(
-        absl::Condition(+[](int* busy) { return *busy == 0; }, &busy_), absl::Seconds(2));
   }
+  const bool handlers_idle = WaitUntil(absl::Seconds(2), [this] { return busy_ == 0; });
   // A handler that ignores cancellation must not hang shutdown: its task was
   // handed back, so its thread is left behind (the process is about to exit).
   for (std::thread& t : handlers_) {
@@ -131,23 +143,29 @@ bool Worker::Stop() {
       t.detach();
     }
   }
-  {
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(
-        absl::Condition(+[](int* n) { return *n == 0; }, &outstanding_), absl::Seconds(5));
-  }
+  WaitUntil(absl::Seconds(5), [this] { return outstanding_ == 0; });
   log::Info("worker stopped", {{"drained", drained ? "true" : "false"}});
   return drained && handlers_idle;
 }
 
 void Worker::Accept(std::vector<broker::Lease> leases) {
-  absl::MutexLock lock(&mu_);
-  for (broker::Lease& lease : leases) {
-    auto job = std::make_shared<Job>();
-    job->lease = std::move(lease);
-    leased_[KeyOf(job->lease)] = job;
-    ready_.push_back(std::move(job));
+  std::vector<JobPtr> late;
+  {
+    absl::MutexLock lock(&mu_);
+    for (broker::Lease& lease : leases) {
+      auto job = std::make_shared<Job>();
+      job->lease = std::move(lease);
+      leased_[KeyOf(job->lease)] = job;
+      // A draining worker starts nothing new: what the fetcher still brings
+      // in goes back at once.
+      if (stopping_) {
+        late.push_back(std::move(job));
+      } else {
+        ready_.push_back(std::move(job));
+      }
+    }
   }
+  for (const JobPtr& job : late) HandBack(job);
 }
 
 void Worker::Release(const JobPtr& job) {
@@ -164,11 +182,7 @@ void Worker::FetchLoop() {
   size_t rotate = 0;
 
   // Waits before the next try, unless Stop() comes first. False on stop.
-  auto pause = [&](absl::Duration d) {
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), d);
-    return !stopping_;
-  };
+  auto pause = [&](absl::Duration d) { return !stop_fetching_.WaitFor(d); };
   auto failed = [&](const absl::Status& status) {
     if (status.message() != last_error.message()) {
       log::Warning("fetch failed; retrying", {{"error", status.message()}});
@@ -332,6 +346,9 @@ void Worker::Run(const JobPtr& job) {
     delay = RetryDelay(lease.attempt, options_.retry_base, options_.retry_cap,
                        absl::Uniform(gen, 0.0, 1.0));
   }
+  // Handed back while the handler ran (drain timeout): the task is already
+  // waiting for another worker, and this outcome does not count.
+  if (!Finish(job)) return;
   BeginCall();
   consumer_->Complete(lease, outcome, delay,
                       [this, job](absl::StatusOr<broker::Completion> completion) {
@@ -352,6 +369,7 @@ void Worker::EndCall() {
 }
 
 void Worker::HandBack(const JobPtr& job) {
+  if (!Finish(job)) return;  // Its outcome is on the way.
   BeginCall();
   consumer_->HandBack(job->lease, [this, job](absl::StatusOr<bool> done) {
     if (!done.ok()) {
@@ -396,18 +414,23 @@ void Worker::Count(absl::StatusOr<broker::Completion> completion, const broker::
 }
 
 void Worker::MaintainLoop() {
-  absl::Time next_heartbeat = absl::Now() + options_.heartbeat_interval;
+  // Monotonic: a wall clock stepped back must not delay heartbeats.
+  using Clock = std::chrono::steady_clock;
+  const auto interval = absl::ToChronoNanoseconds(options_.heartbeat_interval);
+  auto next_heartbeat = Clock::now() + interval;
   while (true) {
     absl::Duration sleep = options_.promote_interval;
     for (const std::string& q : options_.queues) {
       absl::StatusOr<absl::Duration> next = consumer_->Promote(q, 1000);
       if (next.ok()) sleep = std::min(sleep, *next);
     }
-    if (absl::Now() >= next_heartbeat) {
-      next_heartbeat = absl::Now() + options_.heartbeat_interval;
+    if (Clock::now() >= next_heartbeat) {
+      next_heartbeat = Clock::now() + interval;
       for (const JobPtr& job : Leased()) {
+        if (job->finishing) continue;
         consumer_->Renew(job->lease, [job](absl::StatusOr<broker::Renewal> r) {
-          if (!r.ok() || *r == broker::Renewal::kOk) return;
+          // A renewal that crossed the task's own outcome says nothing.
+          if (!r.ok() || *r == broker::Renewal::kOk || job->finishing) return;
           if (*r == broker::Renewal::kLost) {
             log::Warning("lease lost: another attempt holds the task; stopping this one",
                          {{"task", NameOf(job->lease)}});
@@ -416,10 +439,8 @@ void Worker::MaintainLoop() {
         });
       }
     }
-    sleep = std::min(sleep, next_heartbeat - absl::Now());
-    if (stop_maintenance_.WaitForNotificationWithTimeout(std::max(sleep, absl::Milliseconds(1)))) {
-      return;
-    }
+    sleep = std::min(sleep, absl::FromChrono(next_heartbeat - Clock::now()));
+    if (stop_maintenance_.WaitFor(std::max(sleep, absl::Milliseconds(1)))) return;
   }
 }
 

@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -37,6 +38,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "broker/consumer.h"
+#include "common/stop_signal.h"
 #include "redis/options.h"
 #include "workers/handler.h"
 
@@ -108,6 +110,10 @@ class Worker {
   struct Job {
     broker::Lease lease;
     std::atomic<bool> cancel{false};
+    // Set by whichever of the outcome or the hand-back comes first (see
+    // Finish()); the other is then dropped, and the lease is no longer this
+    // worker's to renew.
+    std::atomic<bool> finishing{false};
     bool running = false;
   };
   using JobPtr = std::shared_ptr<Job>;
@@ -117,10 +123,16 @@ class Worker {
   void MaintainLoop();
   void Accept(std::vector<broker::Lease> leases);
   void Run(const JobPtr& job);
+  // Claims the job's one way out (its outcome or a hand-back); false when
+  // the other way was taken already.
+  static bool Finish(const JobPtr& job) { return !job->finishing.exchange(true); }
   void HandBack(const JobPtr& job);
   void Release(const JobPtr& job);
   void Count(absl::StatusOr<broker::Completion> completion, const broker::Lease& lease);
   std::vector<JobPtr> Leased() const;
+  // Waits, on the monotonic clock, until `done` (called under mu_) holds or
+  // `timeout` passes; true when it holds.
+  bool WaitUntil(absl::Duration timeout, const std::function<bool()>& done);
   // Brackets an asynchronous call whose callback uses this object.
   void BeginCall();
   void EndCall();
@@ -145,7 +157,9 @@ class Worker {
   bool exit_handlers_ ABSL_GUARDED_BY(mu_) = false;
   WorkerStats stats_ ABSL_GUARDED_BY(mu_);
 
-  absl::Notification stop_maintenance_;
+  // Timed waits of the loops run on the monotonic clock (see StopSignal).
+  StopSignal stop_fetching_;
+  StopSignal stop_maintenance_;
   std::atomic<bool> connected_{false};
   std::thread fetcher_;
   std::thread maintainer_;
