@@ -8,6 +8,7 @@
 #   TASKMESH_LOCAL_REDIS_PORT   private redis-server  (default: 6390)
 #   TASKMESH_LOCAL_GRPC_PORT    task_service gRPC     (default: 50051)
 #   TASKMESH_LOCAL_WORKERS      worker processes      (default: 2)
+#   TASKMESH_LOCAL_HTTP_PORT    api_gateway HTTP/JSON (default: 8080)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,11 +16,12 @@ state=${TASKMESH_LOCAL_DIR:-$PWD/.local}
 redis_port=${TASKMESH_LOCAL_REDIS_PORT:-6390}
 grpc_port=${TASKMESH_LOCAL_GRPC_PORT:-50051}
 workers=${TASKMESH_LOCAL_WORKERS:-2}
+http_port=${TASKMESH_LOCAL_HTTP_PORT:-8080}
 
 say() { printf '[run_local] %s\n' "$*"; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-for port in "$redis_port" "$grpc_port"; do
+for port in "$redis_port" "$grpc_port" "$http_port"; do
   if port_busy "$port"; then
     say "port $port on 127.0.0.1 is in use; stop what uses it or set TASKMESH_LOCAL_*_PORT"
     exit 1
@@ -29,7 +31,7 @@ done
 say "checking packages"
 bash scripts/install_deps.sh
 say "building (first build takes a few minutes; later ones seconds)"
-bazel build //task_service //workers:worker //cli:taskctl
+bazel build //task_service //workers:worker //cli:taskctl //api_gateway
 bin=bazel-bin  # the workspace symlink Bazel keeps current
 
 mkdir -p "$state/redis"
@@ -80,8 +82,23 @@ for _ in $(seq 150); do
 done
 [[ -n "$ready" ]] || { say "task_service did not become ready: see $state/task_service.log"; exit 1; }
 
+# The REST gateway, in front of the task_service (stopped before it).
+"$bin/api_gateway/api_gateway" --listen="127.0.0.1:$http_port" \
+  --upstream="127.0.0.1:$grpc_port" >"$state/api_gateway.log" 2>&1 &
+pids+=($!)
+ready=
+for _ in $(seq 100); do
+  if [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http_port/readyz" 2>/dev/null)" == 200 ]]; then
+    ready=1
+    break
+  fi
+  sleep 0.1
+done
+[[ -n "$ready" ]] || { say "api_gateway did not become ready: see $state/api_gateway.log"; exit 1; }
+
 cat <<INFO
 [run_local] task_service   127.0.0.1:$grpc_port (gRPC: taskmesh.v1.TaskService, health, reflection)
+[run_local] api_gateway    http://127.0.0.1:$http_port (REST/JSON; OpenAPI at /openapi.json, /metrics, /readyz)
 [run_local] workers        $workers x 4 handler threads on queue 'default'
 [run_local] logs           $state/*.log
 
@@ -89,6 +106,11 @@ Try it (in another terminal):
   $bin/cli/taskctl --server=127.0.0.1:$grpc_port create default echo '{"hello":"world"}' --wait
   $bin/cli/taskctl --server=127.0.0.1:$grpc_port create default sha256 '{"data":"abc","rounds":100000}'
   $bin/cli/taskctl --server=127.0.0.1:$grpc_port get queues/default/tasks/ID
+
+  # REST through the api_gateway (docs/gateway.md):
+  curl -s -X POST http://127.0.0.1:$http_port/v1/queues/default/tasks -H 'Content-Type: application/json' -d '{"type":"echo","payload":{"hello":"world"}}'
+  curl -s http://127.0.0.1:$http_port/v1/queues/default/tasks/ID
+  curl -sN http://127.0.0.1:$http_port/v1/queues/default/tasks/ID:watch
 
 Ctrl-C stops everything.
 INFO
