@@ -13,23 +13,30 @@ accept: for every container of a rendered manifest whose binary is given,
         applying the environment and parsing the command line, then exits 0
         without starting anything). A flag or value the binary rejects makes
         it exit non-zero: the chart would crash-loop.
-        File-valued flags (form `file` in flags-contract.json, e.g. the
-        worker's --periodic_config) name a path inside a ConfigMap volume,
-        which does not exist here: the content the pod would see (the
-        rendered ConfigMap key) is written to a temporary file and the flag
-        points there; a path no mounted ConfigMap/Secret provides fails.
-        `--version` exits before such files are read, so a container with a
-        file-valued flag is also started for real: same environment, except
-        that every listen address becomes 127.0.0.1:0 and --redis a closed
-        local port (it must not reach any real Redis); it must still be
-        running after STARTUP_SECONDS (the binaries check their flags and
-        files before starting anything) and exit 0 on SIGTERM.
+        File-valued flags (forms `file` and `files` in flags-contract.json,
+        e.g. the worker's --periodic_config, the gateway's --descriptor_set)
+        name paths inside ConfigMap volumes, which do not exist here: the
+        content the pod would see (the rendered ConfigMap key, binaryData
+        byte for byte) is written to a temporary file and the flag points
+        there; a path no mounted ConfigMap/Secret provides fails. A path on
+        the volume the values declare as the user's own (the gateway's
+        descriptorSets.volume) needs its content given: --provide POD_PATH=FILE.
+        `--version` exits before such files are read, and some settings are
+        only checked at start (the contract's `start`: the gateway's routes
+        against its descriptors, its limits), so such a container is also
+        started for real: same environment, except that every listen address
+        becomes 127.0.0.1:0, --redis and every gRPC target (--upstream, the
+        targets of --route) a closed local port (it must reach nothing real);
+        it must still be running after STARTUP_SECONDS (the binaries check
+        their flags and files before starting anything) and exit 0 on SIGTERM.
 
 A binary not given (not built yet) is reported as SKIP, never as PASS.
 
 Example:
   binflags.py help --binary worker=bazel-bin/workers/worker --out flags.json
   binflags.py accept --render default --manifest m.yaml --binary worker=bazel-bin/workers/worker
+  binflags.py accept --render gateway --manifest m.yaml --values values.yaml --values gw.yaml \
+      --binary api_gateway=bazel-bin/api_gateway/api_gateway --provide /etc/taskmesh/x/ops.pb=ops.pb
 """
 
 import argparse
@@ -47,7 +54,14 @@ import check  # noqa: E402
 FLAG_LINE = re.compile(r"^\s*--([a-z][a-z0-9_]*)\b")
 STARTUP_SECONDS = 2.0
 # Where the started binary goes instead of the pod's addresses.
-LOCAL = {"hostport": "127.0.0.1:0", "redis_url": "redis://127.0.0.1:1/0"}
+LOCAL = {"hostport": "127.0.0.1:0", "redis_url": "redis://127.0.0.1:1/0", "target": "127.0.0.1:1"}
+LOCALIZED = ("hostport", "redis_url", "target", "routes")
+
+
+def local_value(kind, value):
+    if kind == "routes":   # package.Service=TARGET,...: the services stay, the targets go local
+        return ",".join(r.partition("=")[0] + "=" + LOCAL["target"] for r in check.comma_list(value))
+    return LOCAL[kind]
 
 
 def parse_binaries(items):
@@ -106,15 +120,15 @@ def expand(value, env):
     return check.VAR_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
 
 
-def localize(flags, env, args, kinds):
-    """env and args with the flags of the given value forms replaced (LOCAL)."""
+def localize(flags, env, args, kinds=LOCALIZED):
+    """env and args with the flags of the given value forms made local."""
     env, out = dict(env), []
     for flag, kind in flags.items():
         if kind in kinds and "TASKMESH_" + flag.upper() in env:
-            env["TASKMESH_" + flag.upper()] = LOCAL[kind]
+            env["TASKMESH_" + flag.upper()] = local_value(kind, env["TASKMESH_" + flag.upper()])
     for x in args:
-        name = x[2:].partition("=")[0] if x.startswith("--") else ""
-        out.append(f"--{name}={LOCAL[flags[name]]}" if flags.get(name) in kinds else x)
+        name, _, val = x[2:].partition("=") if x.startswith("--") else ("", "", "")
+        out.append(f"--{name}={local_value(flags[name], val)}" if flags.get(name) in kinds else x)
     return env, out
 
 
@@ -139,10 +153,66 @@ def start(path, args, env):
     return True, ""
 
 
+def parse_provided(items):
+    out = {}
+    for item in items:
+        where, _, local = item.partition("=")
+        if not where.startswith("/") or not os.path.isfile(local):
+            raise SystemExit(f"binflags: --provide {item!r}: want POD_PATH=EXISTING_FILE")
+        out[where] = local
+    return out
+
+
+def materialize(ch, c, flags, env, args, tmp, provided):
+    """Points the file-valued flags at local copies of what the pod would
+    read. Returns (env, args, file flags, problems)."""
+    env, args = dict(env), list(args)
+    sites = []   # (how, at, flag, kind, value)
+    for flag, kind in flags.items():
+        var = "TASKMESH_" + flag.upper()
+        if kind in ("file", "files") and var in env:
+            sites.append(("env", var, flag, kind, env[var]))
+    for i, x in enumerate(args):
+        name, _, val = x[2:].partition("=")
+        if x.startswith("--") and flags.get(name) in ("file", "files"):
+            sites.append(("arg", i, name, flags[name], val))
+    problems, used, n = [], [], 0
+    for how, at, flag, kind, value in sites:
+        paths = [value] if kind == "file" else check.comma_list(value)
+        local_paths = []
+        for where in paths:
+            content, why = ch.mounted_file(c, where)
+            if why:
+                problems.append(f"--{flag}={where}: {why}")
+                continue
+            n += 1
+            if isinstance(content, check.UserFile):
+                if where not in provided:
+                    problems.append(f"--{flag}={where}: on the user's own volume {content.volume!r}: "
+                                    f"its content is not in the manifest (give it: --provide {where}=FILE)")
+                    continue
+                local_paths.append(provided[where])
+                continue
+            local = os.path.join(tmp, f"{n}-{os.path.basename(where)}")
+            with open(local, "wb") as f:
+                f.write(content if isinstance(content, bytes) else content.encode())
+            local_paths.append(local)
+        if paths:
+            used.append(flag)
+        joined = ",".join(local_paths)
+        if how == "env":
+            env[at] = joined
+        else:
+            args[at] = f"--{flag}={joined}"
+    return env, args, used, problems
+
+
 def cmd_accept(a):
     bins = parse_binaries(a.binary)
+    provided = parse_provided(a.provide)
     docs = check.load_docs(open(a.manifest).read())
-    ch = check.Checker(a.render, docs, "", {}, quiet=True)
+    values = check.load_values(a.values) if a.values else {}
+    ch = check.Checker(a.render, docs, "", values, quiet=True)
     failed = 0
     for pod in ch.pods:
         binary = check.COMPONENT_BINARY.get(pod.component)
@@ -166,26 +236,7 @@ def cmd_accept(a):
             args = [expand(str(x), env) for x in c.get("args") or []]
             with tempfile.TemporaryDirectory() as tmp:
                 # File-valued flags: the content the pod would find, here.
-                files, problems = {}, []   # ("env", VAR) | ("arg", i) -> (flag, path in the pod)
-                for flag, kind in flags.items():
-                    if kind == "file" and "TASKMESH_" + flag.upper() in env:
-                        files[("env", "TASKMESH_" + flag.upper())] = (flag, env["TASKMESH_" + flag.upper()])
-                for i, x in enumerate(args):
-                    name, _, val = x[2:].partition("=")
-                    if x.startswith("--") and flags.get(name) == "file":
-                        files[("arg", i)] = (name, val)
-                for n, ((how, at), (flag, where)) in enumerate(files.items()):
-                    content, why = ch.mounted_file(c, where)
-                    if why:
-                        problems.append(f"--{flag}={where}: {why}")
-                        continue
-                    local = os.path.join(tmp, f"{n}-{os.path.basename(where)}")
-                    with open(local, "w") as f:
-                        f.write(content)
-                    if how == "env":
-                        env[at] = local
-                    else:
-                        args[at] = f"--{flag}={local}"
+                env, args, files, problems = materialize(ch, c, flags, env, args, tmp, provided)
                 if problems:
                     failed += 1
                     print(f"FAIL: flags: {what}: a file the binary reads would not exist in the pod")
@@ -203,18 +254,21 @@ def cmd_accept(a):
                     print(f"    {(r.stderr or r.stdout).strip()[:400]}")
                     print(f"    env: {shown} args: {args}")
                     continue
-                if not files:
+                if not files and not check.BINARIES[binary].get("start"):
                     continue
-                # --version does not read files: start it for real.
-                senv, sargs = localize(flags, env, args, ("hostport", "redis_url"))
-                swhat = (f"{a.render}: {binary} starts with the files of {pod.name} "
-                         f"({', '.join('--' + f for f, _ in files.values())})")
+                # --version reads no files and skips checks made at start:
+                # start it for real.
+                senv, sargs = localize(flags, env, args)
+                swhat = (f"{a.render}: {binary} starts with the settings of {pod.name}" +
+                         (f" and its files ({', '.join('--' + f for f in files)})" if files else ""))
                 ok, why = start(path, sargs, senv)
                 if ok:
                     print(f"PASS: flags: {swhat}")
                 else:
                     failed += 1
+                    shown = {k: v for k, v in senv.items() if k.startswith("TASKMESH_")}
                     print(f"FAIL: flags: {swhat}: {why}")
+                    print(f"    env: {shown} args: {sargs}")
     return 1 if failed else 0
 
 
@@ -228,6 +282,10 @@ def main(argv=None):
     c.add_argument("--render", required=True)
     c.add_argument("--manifest", required=True)
     c.add_argument("--binary", action="append", default=[], help="NAME=PATH")
+    c.add_argument("--values", action="append", default=[],
+                   help="the render's values files, chart defaults first (which volume is the user's own)")
+    c.add_argument("--provide", action="append", default=[],
+                   help="POD_PATH=FILE: the content of a file on the user's own volume")
     a = ap.parse_args(argv)
     return cmd_help(a) if a.cmd == "help" else cmd_accept(a)
 

@@ -20,12 +20,20 @@ by one indented line per problem; run.sh counts them. Checks:
                 ScaledObjects (lagCount, activationLagCount 0, a lag and a
                 pending trigger on each of the three priority streams of
                 every queue the pool serves, auth matching the pods' Secret)
-  drain         workers: preStop + --drain_timeout fit in the grace period
+  drain         workers and gateway: preStop + --drain_timeout fit in the grace period
   network       default deny, then every needed flow allowed and the rest denied
   flags         every flag passed is one the binary accepts (--help, or the
-                contract when the binary is not built), values well-formed;
-                a file-valued flag names a key of a ConfigMap/Secret mounted
-                in the container
+                contract when the binary is not built), values well-formed,
+                every flag of the contract passed; a file-valued flag names a
+                key of a ConfigMap/Secret mounted in the container (or a file
+                on the volume values declare as the user's own)
+  flag-docs     every flag of the contract is documented (`--name`) in
+                values.yaml and docs/deploy.md
+  gateway       every gateway flag carries its value from values.gateway;
+                --upstream reaches the task service by default; the grace
+                period is preStop + drain + margin; --descriptor_set lists
+                exactly the files of descriptorSets, mounted read-only, the
+                chart's ConfigMap holding binaryData, a checksum annotation
   periodic      the workers' --periodic_config file: a mounted ConfigMap
                 holding values.periodicTasks as JSON, each entry complete and
                 on a served queue, a worker always running when there are
@@ -82,6 +90,23 @@ STREAM_KEY = re.compile(r"^taskmesh:\{(.+)\}:stream(:high|:low)?$")
 PERIODIC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CRON_FIELD = re.compile(r"^[0-9*/,-]+$")
 PERIODIC_ANNOTATION = "checksum/periodic-tasks"
+DESCRIPTOR_ANNOTATION = "checksum/descriptor-sets"
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+ORIGIN = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:\d{1,5})?)$")
+TARGET = re.compile(r"^(dns:///)?[A-Za-z0-9.-]+:\d{1,5}$")
+ROUTE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+=(?P<target>.+)$")
+
+
+class UserFile:
+    """A file on a volume the user provides (values declare it): the manifest
+    does not hold its content; binflags.py needs it given (--provide)."""
+
+    def __init__(self, volume, path):
+        self.volume, self.path = volume, path
+
+
+def comma_list(s):
+    return [x for x in s.split(",")] if s else []
 
 
 # ---------------------------------------------------------------- helpers
@@ -236,7 +261,8 @@ class Checker:
     def run(self):
         for name in ("yaml", "kinds", "schema", "names", "labels", "selectors", "service_ports",
                      "probes", "security", "references", "autoscaling", "drain", "network",
-                     "flags", "periodic", "redis", "helm_test", "notes", "values"):
+                     "flags", "flag_docs", "gateway", "periodic", "redis", "helm_test", "notes",
+                     "values"):
             try:
                 problems = getattr(self, "check_" + name)()
             except Exception as e:  # a checker crash is a failure, never a pass
@@ -300,9 +326,18 @@ class Checker:
                     if not isinstance(v, str) or len(v) > 63 or (v and not LABEL_NAME.match(v)):
                         out.append(f"{ident(o)}: {where}: bad label value {k}={v!r}")
             if kind in ("ConfigMap", "Secret"):
-                for k in list((o.get("data") or {})) + list((o.get("stringData") or {})):
+                for k in list((o.get("data") or {})) + list((o.get("stringData") or {})) + \
+                        list((o.get("binaryData") or {})):
                     if not CONFIG_KEY.match(k):
                         out.append(f"{ident(o)}: bad data key {k!r}")
+                if kind == "ConfigMap":
+                    for k in set(o.get("data") or {}) & set(o.get("binaryData") or {}):
+                        out.append(f"{ident(o)}: key {k!r} in both data and binaryData")
+                    for k, v in (o.get("binaryData") or {}).items():
+                        try:
+                            base64.b64decode(v, validate=True)
+                        except Exception:
+                            out.append(f"{ident(o)}: binaryData.{k} is not base64")
                 if kind == "Secret":
                     for k, v in (o.get("data") or {}).items():
                         try:
@@ -542,15 +577,28 @@ class Checker:
 
     # ---- references
 
+    def user_volume(self):
+        """The gateway's descriptor-set volume the user provides (a Volume
+        source without name), or None."""
+        g = self.values.get("gateway") or {}
+        vol = (g.get("descriptorSets") or {}).get("volume") if g.get("enabled") else None
+        return vol or None
+
     def external_secrets(self):
         auth = (self.values.get("redis") or {}).get("auth") or {}
-        return {auth.get("existingSecret")} - {None, ""}
+        vol = self.user_volume() or {}
+        return {auth.get("existingSecret"), (vol.get("secret") or {}).get("secretName")} - {None, ""}
+
+    def external_configmaps(self):
+        vol = self.user_volume() or {}
+        return {(vol.get("configMap") or {}).get("name")} - {None, ""}
 
     def check_references(self):
         out = []
         secrets = {(o.get("metadata") or {}).get("name"): o for o in self.by_kind("Secret")}
         cms = {(o.get("metadata") or {}).get("name"): o for o in self.by_kind("ConfigMap")}
         external = self.external_secrets()
+        external_cms = self.external_configmaps()
         sas = {(o.get("metadata") or {}).get("name") for o in self.by_kind("ServiceAccount")}
 
         def secret_key(where, name, key):
@@ -566,7 +614,8 @@ class Checker:
             for tpl in (p.owner.get("spec") or {}).get("volumeClaimTemplates") or []:
                 vol_names.add((tpl.get("metadata") or {}).get("name"))
             for v in p.spec.get("volumes") or []:
-                if "configMap" in v and v["configMap"].get("name") not in cms:
+                if "configMap" in v and v["configMap"].get("name") not in cms and \
+                        v["configMap"].get("name") not in external_cms:
                     out.append(f"{p.name}: volume {v['name']}: ConfigMap {v['configMap'].get('name')} not rendered")
                 if "secret" in v and v["secret"].get("secretName") not in secrets and \
                         v["secret"].get("secretName") not in external:
@@ -746,17 +795,21 @@ class Checker:
                         sleep = int(pre[1])
                     else:
                         out.append(f"{p.name}: preStop {pre} is not a plain sleep")
-                if p.component == "worker":
+                if p.component in ("worker", "api-gateway"):
+                    # Both drain on SIGTERM for --drain_timeout (the gateway
+                    # then waits up to 5 s for cancelled upstream calls).
                     env = container_env(c)
                     drain = parse_duration((env.get("TASKMESH_DRAIN_TIMEOUT") or {}).get("value"))
+                    what = "worker" if p.component == "worker" else "gateway"
+                    cut = "a task mid-run" if p.component == "worker" else "requests mid-drain"
                     if drain is None:
                         out.append(f"{p.name}: no valid --drain_timeout (TASKMESH_DRAIN_TIMEOUT)")
                         continue
                     if not pre:
-                        out.append(f"{p.name}: worker without a preStop hook")
+                        out.append(f"{p.name}: {what} without a preStop hook")
                     if grace < sleep + drain + 5:
                         out.append(f"{p.name}: terminationGracePeriodSeconds {grace} < preStop {sleep}s + "
-                                   f"drain {drain:g}s + 5s margin: SIGKILL could cut a task mid-run")
+                                   f"drain {drain:g}s + 5s margin: SIGKILL could cut {cut}")
                 elif grace < sleep + 5:
                     out.append(f"{p.name}: terminationGracePeriodSeconds {grace} leaves < 5s after preStop {sleep}s")
         return out
@@ -856,7 +909,9 @@ class Checker:
         must, must_not = [], []
         if gw:
             must += [(test, gw, gw_port, "TCP"), (gw, ts, ts_port, "TCP"), (gw, dns, 53, "UDP")]
-            must_not += [(gw, redis, 6379, "TCP"), (gw, internet, 443, "TCP")]
+            must_not += [(gw, redis, 6379, "TCP")]
+            if not (v.get("gateway") or {}).get("extraEgress"):
+                must_not.append((gw, internet, 443, "TCP"))
             for w in workers:
                 must_not.append((w, gw, gw_port, "TCP"))
             if not (v.get("networkPolicy") or {}).get("gatewayFrom"):
@@ -910,12 +965,15 @@ class Checker:
 
     def mounted_file(self, c, path):
         """(content, None) of the file at `path` in container c, read from the
-        ConfigMap or Secret volume mounted there; (None, why) when the path is
-        not such a file (the container would find nothing there)."""
+        ConfigMap or Secret volume mounted there (str, or bytes for a
+        ConfigMap's binaryData); (UserFile, None) when it lies on the volume
+        the values declare as the user's own; (None, why) when the path is not
+        such a file (the container would find nothing there)."""
         if not isinstance(path, str) or not path.startswith("/"):
             return None, f"{path!r} is not an absolute path"
         pod = next((p for p in self.pods if c in (p.spec.get("containers") or [])), None)
         volumes = {v.get("name"): v for v in ((pod.spec if pod else {}).get("volumes") or [])}
+        user = self.user_volume()
         for m in c.get("volumeMounts") or []:
             mp = (m.get("mountPath") or "").rstrip("/")
             if m.get("subPath"):
@@ -927,6 +985,8 @@ class Checker:
             else:
                 continue
             v = volumes.get(m.get("name")) or {}
+            if user is not None and {k: x for k, x in v.items() if k != "name"} == user:
+                return UserFile(m.get("name"), rel), None
             src = v.get("configMap") or v.get("secret")
             if src is None:
                 return None, f"{path} is on volume {m.get('name')!r}, which is no ConfigMap or Secret"
@@ -948,6 +1008,8 @@ class Checker:
                 return data[key], None
             if key in (obj.get("stringData") or {}):
                 return obj["stringData"][key], None
+            if kind == "ConfigMap" and key in (obj.get("binaryData") or {}):
+                return base64.b64decode(obj["binaryData"][key]), None
             return None, f"{path}: {kind} {name} has no key {key!r}"
         return None, f"{path} is on no ConfigMap or Secret volume mounted in the container"
 
@@ -968,6 +1030,29 @@ class Checker:
             name, _, val = str(a)[2:].partition("=")
             out.append((name, val, f"arg {a}"))
         return out
+
+    # Value forms (flags-contract.json): s -> a problem, or None.
+    FORMS = {
+        "hostport": lambda s: None if HOSTPORT.match(s) and 0 < int(HOSTPORT.match(s).group(2)) < 65536
+        else "not HOST:PORT",
+        "duration": lambda s: None if parse_duration(s) is not None else "not a duration (e.g. 30s, 1m)",
+        "int": lambda s: None if re.match(r"^\d+$", s) and 1 <= int(s) < 2 ** 31 else "not a whole number >= 1",
+        # 0 means "auto" (e.g. one per core).
+        "int_auto": lambda s: None if re.match(r"^\d+$", s) and int(s) < 2 ** 31 else "not a whole number >= 0",
+        "bool": lambda s: None if s in ("true", "false") else "not true or false",
+        "list": lambda s: None if re.match(r"^[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*$", s) else "not NAME,NAME,...",
+        "redis_url": lambda s: None if REDIS_URL.match(s) else "not redis://[:PASSWORD@]HOST:PORT[/DB]",
+        "target": lambda s: None if TARGET.match(s) else "not HOST:PORT or dns:///NAME:PORT",
+        # Comma-separated lists; empty means none.
+        "origins": lambda s: next((f"{x!r} is neither * nor an origin (https://HOST[:PORT])"
+                                   for x in comma_list(s) if not ORIGIN.match(x)), None),
+        "routes": lambda s: next((f"{x!r} is not package.Service=HOST:PORT or =dns:///NAME:PORT"
+                                  for x in comma_list(s) if not ROUTE.match(x) or
+                                  not TARGET.match(ROUTE.match(x).group("target"))), None),
+        "string": lambda s: None,
+        "file": lambda s: None,    # the files: below
+        "files": lambda s: None,
+    }
 
     def check_flags(self):
         out = []
@@ -1001,25 +1086,144 @@ class Checker:
                     if not isinstance(val, str):
                         out.append(f"{where}: {how}: value {val!r} is not a string")
                         continue
-                    bad = {
-                        "hostport": lambda s: not HOSTPORT.match(s) or not 0 < int(HOSTPORT.match(s).group(2)) < 65536,
-                        "duration": lambda s: parse_duration(s) is None,
-                        "int": lambda s: not re.match(r"^\d+$", s) or int(s) < 1,
-                        "list": lambda s: not re.match(r"^[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*$", s),
-                        "redis_url": lambda s: not REDIS_URL.match(s),
-                        "target": lambda s: not re.match(r"^(dns:///)?[A-Za-z0-9.-]+:\d{1,5}$", s),
-                        "string": lambda s: False,
-                        "file": lambda s: False,   # below
-                    }.get(kind, lambda s: False)(val)
+                    if kind not in self.FORMS:
+                        out.append(f"{where}: --{name}: unknown value form {kind!r} in flags-contract.json")
+                        continue
+                    bad = self.FORMS[kind](val)
                     if bad:
-                        out.append(f"{where}: {how}: {val!r} is not a valid {kind}")
-                    if kind == "file":
-                        _, why = self.mounted_file(c, val)
-                        if why:
-                            out.append(f"{where}: {how}: the binary reads a file there, but {why}")
-                for r in spec["required"]:
+                        out.append(f"{where}: {how}: {val!r} is not a valid {kind}: {bad}")
+                    if kind in ("file", "files"):
+                        paths = [val] if kind == "file" else comma_list(val)
+                        for f in paths:
+                            _, why = self.mounted_file(c, f)
+                            if why:
+                                out.append(f"{where}: {how}: the binary reads a file there, but {why}")
+                # Every flag of the contract is set from values: none is left
+                # at the binary's default without the chart saying so.
+                for r in spec["flags"]:
                     if r not in passed:
-                        out.append(f"{where}: required flag --{r} not set")
+                        out.append(f"{where}: flag --{r} is set by no value (flags-contract.json "
+                                   f"lists it; the chart must pass it)")
+        return out
+
+    # ---- flag documentation
+
+    def check_flag_docs(self):
+        out = []
+        docs = {"deploy/helm/taskmesh/values.yaml": os.path.join(ROOT, "deploy/helm/taskmesh/values.yaml"),
+                "docs/deploy.md": os.path.join(ROOT, "docs/deploy.md")}
+        for label, path in docs.items():
+            try:
+                text = open(path).read()
+            except OSError as e:
+                out.append(f"{label}: {e}")
+                continue
+            for binary, spec in sorted(BINARIES.items()):
+                for flag in spec["flags"]:
+                    if not re.search(r"--" + re.escape(flag) + r"\b", text):
+                        out.append(f"{label} does not document --{flag} ({binary})")
+        return out
+
+    # ---- the gateway's values
+
+    @staticmethod
+    def flag_text(form, v):
+        """How the chart writes value v of the given form."""
+        if form == "bool":
+            return "true" if v is True else "false" if v is False else repr(v)
+        if form in ("int", "int_auto"):
+            return str(int(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+        if form == "origins":
+            return ",".join(v or [])
+        if form == "routes":
+            return ",".join(f"{k}={t}" for k, t in sorted((v or {}).items()))
+        return str(v)
+
+    def check_gateway(self):
+        g = self.values.get("gateway") or {}
+        pods = self.pods_of("api-gateway")
+        if not g.get("enabled"):
+            return [f"{p.name}: rendered although gateway.enabled is false" for p in pods]
+        if len(pods) != 1:
+            return [f"want one api-gateway Deployment, found {len(pods)}"]
+        p = pods[0]
+        c = (p.spec.get("containers") or [{}])[0]
+        env = {k: (e or {}).get("value") for k, e in container_env(c).items()}
+        spec = BINARIES["api_gateway"]
+        out = []
+        # Flags that carry one value each.
+        for flag, key in spec.get("values", {}).items():
+            form = spec["flags"][flag]
+            if key not in g:
+                out.append(f"values.gateway has no {key} (for --{flag})")
+                continue
+            want = f"{int(g[key])}s" if key.endswith("Seconds") else self.flag_text(form, g[key])
+            got = env.get("TASKMESH_" + flag.upper())
+            if got != want:
+                out.append(f"--{flag} is {got!r}, but gateway.{key} says {want!r}")
+        unmapped = set(spec["flags"]) - set(spec.get("values", {})) - {"listen", "upstream", "descriptor_set"}
+        for flag in sorted(unmapped):
+            out.append(f"--{flag}: flags-contract.json maps it to no gateway value (\"values\")")
+        # --listen: the container port the Service and probes use.
+        port = self.listen_port(c, "listen")
+        if port != g.get("port") or p.resolve_port("http") != port:
+            out.append(f"--listen port {port} != gateway.port {g.get('port')} / the http container port")
+        # --upstream: by default the task service's headless Service, balanced.
+        up = env.get("TASKMESH_UPSTREAM")
+        if g.get("upstream"):
+            if up != g["upstream"]:
+                out.append(f"--upstream {up!r} != gateway.upstream {g['upstream']!r}")
+        else:
+            m = re.match(r"^dns:///([^.]+)\.([^.]+)\.svc\.[^:]+:(\d+)$", str(up))
+            svc = self.find("Service", m.group(1)) if m else None
+            if not svc or (svc.get("spec") or {}).get("clusterIP") != "None" or \
+                    not [q for q in self.selected_pods(svc) if q.component == "task-service"] or \
+                    int(m.group(3)) not in [x.get("port") for x in (svc.get("spec") or {}).get("ports") or []]:
+                out.append(f"--upstream {up!r} is not dns:/// of the task service's headless Service "
+                           f"and port (calls would not spread over its pods)")
+        # Grace period: preStop + drain + margin, as the values say.
+        want_grace = int(g.get("preStopSleepSeconds", 0)) + int(g.get("drainTimeoutSeconds", 0)) + \
+            int(g.get("terminationGraceMarginSeconds", 0))
+        if p.spec.get("terminationGracePeriodSeconds") != want_grace:
+            out.append(f"terminationGracePeriodSeconds {p.spec.get('terminationGracePeriodSeconds')} != "
+                       f"preStopSleepSeconds + drainTimeoutSeconds + terminationGraceMarginSeconds ({want_grace})")
+        # Descriptor sets: exactly the files of the values, mounted read-only.
+        ds = g.get("descriptorSets") or {}
+        binary = {k: re.sub(r"\s+", "", str(v)) for k, v in (ds.get("binaryData") or {}).items()}
+        files = comma_list(env.get("TASKMESH_DESCRIPTOR_SET") or "")
+        chart_files, user_files = {}, []
+        mounts = {m.get("mountPath", "").rstrip("/"): m for m in c.get("volumeMounts") or []}
+        for f in files:
+            content, why = self.mounted_file(c, f)
+            if why:
+                continue  # reported by the flags check
+            mount = next((m for mp, m in mounts.items() if f.startswith(mp + "/")), {})
+            if not mount.get("readOnly"):
+                out.append(f"--descriptor_set {f}: its volume {mount.get('name')!r} is not mounted readOnly")
+            if isinstance(content, UserFile):
+                user_files.append(content.path)
+            else:
+                chart_files[os.path.basename(f)] = content
+        if sorted(chart_files) != sorted(binary):
+            out.append(f"--descriptor_set has the chart's files {sorted(chart_files)}, "
+                       f"gateway.descriptorSets.binaryData {sorted(binary)}")
+        for k, content in chart_files.items():
+            if k in binary and content != base64.b64decode(binary[k]):
+                out.append(f"--descriptor_set {k}: the ConfigMap does not hold the bytes of binaryData.{k}")
+            if not isinstance(content, bytes):
+                out.append(f"--descriptor_set {k}: in data, not binaryData (a descriptor set is binary)")
+        want_user = [str(x).lstrip("/") for x in ds.get("volumeFiles") or []]
+        if user_files != want_user:
+            out.append(f"--descriptor_set has the volume's files {user_files}, "
+                       f"gateway.descriptorSets.volumeFiles {want_user}")
+        if g.get("taskmeshProtos") is False and not files:
+            out.append("--taskmesh_protos=false without --descriptor_set: nothing to serve")
+        ann = ((p.owner.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
+        if binary:
+            digest = hashlib.sha256(json.dumps(binary, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+            if ann.get(DESCRIPTOR_ANNOTATION) != digest:
+                out.append(f"pod annotation {DESCRIPTOR_ANNOTATION} != sha256 of binaryData: pods would "
+                           f"keep serving the old descriptor sets after an upgrade")
         return out
 
     # ---- periodic tasks

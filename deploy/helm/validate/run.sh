@@ -2,21 +2,29 @@
 # Validates the taskmesh Helm chart without Helm or a cluster (see
 # docs/deploy.md, "Validating the chart"). From the repository root:
 #
-#   deploy/helm/validate/run.sh [--binary NAME=PATH]... [--require-binaries] [--keep DIR]
+#   deploy/helm/validate/run.sh [--binary NAME=PATH]... [--require-binaries |
+#                               --allow-missing-binaries] [--keep DIR]
 #
 #   (a) installs its Debian packages when missing (apt-get update only then);
 #   (b) builds the Go renderer (text/template + sprig + Helm's built-ins,
-#       offline against Debian's Go packages) and runs its tests, then renders
-#       the chart with each values file: the defaults, the production example,
-#       the external-Redis example and a minimal variant;
+#       offline against Debian's Go packages) and runs its tests, compiles the
+#       test descriptor sets (testdata/, protoc), then renders the chart with
+#       each values file: the defaults, the production example, the
+#       external-Redis example, a minimal variant and the gateway with every
+#       value changed (values/gateway.yaml, with descriptor sets both ways);
 #   (c) checks every rendered object strictly (check.py) and proves the checks
 #       can fail (selftest.py, and renders that must be refused);
 #   (d) cross-checks the chart's flags against the binaries' --help and runs
-#       each binary with the chart's flags (and starts the worker with its
-#       --periodic_config file, the rendered ConfigMap's content), and checks
-#       the Docker runtime package list against ldd. Binaries: NAME=PATH
-#       (NAME: task_service, worker, api_gateway), else bazel-bin/ when built;
-#       a missing binary is SKIPPED (a FAILURE with --require-binaries);
+#       each binary with the chart's flags, starts the worker with its
+#       --periodic_config file (the rendered ConfigMap's content) and the
+#       gateway with its settings and --descriptor_set files, and checks the
+#       Docker runtime package list against ldd. Binaries: NAME=PATH (NAME:
+#       task_service, worker, api_gateway), else bazel-bin/ when built.
+#       Once any of the three is there (given, or in bazel-bin/: CI builds
+#       everything first), all three are required: a missing one FAILS, so a
+#       flag without a value can never pass as "skipped". With none built,
+#       the binary checks are SKIPPED. --require-binaries requires them even
+#       then; --allow-missing-binaries skips whichever is missing;
 #   (e) ends with "helm-chart: N passed, M failed, K skipped"; exit 1 on any failure.
 set -uo pipefail
 
@@ -27,15 +35,16 @@ PY=/usr/bin/python3   # Debian's python3 with python3-kubernetes, not a pyenv on
 export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in the work tree
 
 declare -A bins=()
-require=0
+require=auto
 keep=""
 while (($#)); do
   case "$1" in
     --binary) bins[${2%%=*}]=${2#*=}; shift 2 ;;
     --binary=*) v=${1#--binary=}; bins[${v%%=*}]=${v#*=}; shift ;;
     --require-binaries) require=1; shift ;;
+    --allow-missing-binaries) require=0; shift ;;
     --keep) keep=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -58,7 +67,8 @@ step() {
 }
 
 # ---- (a) packages
-pkgs=(golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev python3-kubernetes python3-yaml)
+pkgs=(golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev python3-kubernetes python3-yaml
+      protobuf-compiler libprotobuf-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -93,6 +103,23 @@ gotest=$(cd "$here/render" && go vet . 2>&1 && go test -v . 2>&1); rc=$?
 grep -E '^--- (PASS|FAIL)' <<<"$gotest" | sed -E 's/^--- (PASS|FAIL): (\S+).*/\1: render: \2/' | tee -a "$log"
 if ((rc != 0)); then printf '%s\n' "$gotest"; grep -q '^--- FAIL' <<<"$gotest" || say "FAIL: render: go vet/test"; fi
 
+# The gateway's test descriptor sets: echo.pb goes into the chart's ConfigMap
+# (binaryData, a values file written here), ops.pb is "on the user's volume"
+# (binflags.py gets it with --provide).
+desc_ok=1
+for p in echo ops; do
+  if ! protoc -I"$here/testdata" -I"$root/protos" -I/usr/include --include_imports \
+      --descriptor_set_out="$work/$p.pb" "chartcheck/v1/$p.proto" 2>"$work/protoc.err"; then
+    say "FAIL: descriptor sets: protoc $p.proto: $(cat "$work/protoc.err")"; desc_ok=0
+  fi
+done
+if ((desc_ok)); then
+  printf 'gateway:\n  descriptorSets:\n    binaryData:\n      echo.pb: %s\n' "$(base64 -w0 "$work/echo.pb")" \
+    >"$work/descriptors.yaml"
+  say "PASS: descriptor sets: testdata/chartcheck/v1/{echo,ops}.proto compile"
+fi
+declare -A provide=([gateway]="/etc/taskmesh/descriptor-sets-volume/ops.pb=$work/ops.pb")
+
 # Renders: name, then values files on top of the chart's values.yaml.
 renders=(
   "default|"
@@ -100,6 +127,7 @@ renders=(
   "external-redis|$root/deploy/helm/examples/values-external-redis.yaml"
   "minimal|$here/values/minimal.yaml"
 )
+((desc_ok)) && renders+=("gateway|$here/values/gateway.yaml,$work/descriptors.yaml")
 apis="keda.sh/v1alpha1,monitoring.coreos.com/v1"
 for r in "${renders[@]}"; do
   name=${r%%|*}; files=${r#*|}
@@ -147,16 +175,46 @@ refuse "periodicTasks need a worker running at all times" -set "periodicTasks=[$
 refuse "periodicTasks[0].name \"bad name\"" -set "periodicTasks=[${tick/tick/\"bad name\"}]" -set "$warm"
 refuse "name, queue, schedule and task.type are required" -set 'periodicTasks=[{name: tick, queue: default, task: {type: echo}}]' -set "$warm"
 refuse "name \"tick\" is used twice" -set "periodicTasks=[$tick, $tick]" -set "$warm"
+refuse "gateway.terminationGracePeriodSeconds is derived" -set gateway.terminationGracePeriodSeconds=30
+refuse "gateway.maxJsonDepth must be 1-99" -set gateway.maxJsonDepth=100
+refuse "gateway.maxHeaderBytes must be at least 1024" -set gateway.maxHeaderBytes=512
+refuse "gateway.maxBodyBytes must be a whole number from 1" -set gateway.maxBodyBytes=1Mi
+refuse "gateway.ioThreads must be a whole number >= 0" -set gateway.ioThreads=-1
+refuse "gateway.idleTimeout must be a duration" -set gateway.idleTimeout=60
+refuse "gateway.accessLog must be true or false, unquoted" -set 'gateway.accessLog="true"'
+refuse "gateway.terminationGraceMarginSeconds must be at least 5" -set gateway.terminationGraceMarginSeconds=2
+refuse "gateway.corsOrigins: \"app.example.com\"" -set 'gateway.corsOrigins=[app.example.com]'
+refuse "gateway.routes: \"Echo\" is not a fully qualified" -set 'gateway.routes={Echo: "e:9000"}'
+refuse "must be HOST:PORT or dns:///NAME:PORT" -set 'gateway.routes={a.v1.Echo: "http://e:9000"}'
+refuse "gateway.upstream \"tasks\" must be HOST:PORT" -set gateway.upstream=tasks
+refuse "binaryData[x.pb] is not base64" -set 'gateway.descriptorSets.binaryData={x.pb: "not base64!"}'
+refuse "volume is set but volumeFiles lists no file" -set 'gateway.descriptorSets.volume={configMap: {name: apis}}'
+refuse "volumeFiles needs gateway.descriptorSets.volume" -set 'gateway.descriptorSets.volumeFiles=[a.pb]'
+refuse "taskmeshProtos=false leaves the gateway nothing to serve" -set gateway.taskmeshProtos=false
+refuse "the helm test creates a task through the taskmesh API" -set gateway.taskmeshProtos=false \
+  -set 'gateway.descriptorSets.binaryData={x.pb: "CgA="}'
 
 # ---- (d) binaries: --help, acceptance of the chart's flags, ldd
 declare -A bazel_paths=([task_service]=task_service/task_service [worker]=workers/worker [api_gateway]=api_gateway/api_gateway)
-bargs=(); found=()
+declare -A paths=()
 for b in task_service worker api_gateway; do
   p=${bins[$b]:-}
   if [ -z "$p" ] && [ -x "$root/bazel-bin/${bazel_paths[$b]}" ]; then p=$root/bazel-bin/${bazel_paths[$b]}; fi
+  [ -n "$p" ] && paths[$b]=$p
+done
+if [ "$require" = auto ]; then
+  # Any binary built means this is a build (CI builds //... first): then
+  # every binary must be checked, none may pass as "skipped".
+  if ((${#paths[@]})); then require=1; why="the others are built"; else require=0; fi
+else
+  why="--require-binaries"
+fi
+bargs=(); found=()
+for b in task_service worker api_gateway; do
+  p=${paths[$b]:-}
   if [ -n "$p" ] && [ ! -x "$p" ]; then say "FAIL: binaries: $b: $p is not an executable"; p=""; fi
   if [ -n "$p" ]; then bargs+=(--binary "$b=$p"); found+=("$p")
-  elif ((require)); then say "FAIL: binaries: $b not built (--require-binaries)"; fi
+  elif ((require)); then say "FAIL: binaries: $b not built ($why; bazel build //${bazel_paths[$b]%/*}:${bazel_paths[$b]##*/})"; fi
 done
 step "flags: --help" "$PY" "$here/binflags.py" help "${bargs[@]}" --out "$work/help-flags.json"
 for r in "${renders[@]}"; do
@@ -170,8 +228,11 @@ for r in "${renders[@]}"; do
       --notes "$work/$name.notes" "${vargs[@]}" --help-flags "$work/help-flags.json" 2>&1)
     grep -E '^(PASS|FAIL): .*: flags$' -A20 <<<"$out" | grep -E '^(PASS|FAIL)|^    ' | awk '/^(PASS|FAIL)/{p=/: flags$/} p' | tee -a "$log"
   fi
+  vargs=(--values "$chart/values.yaml"); files=${r#*|}
+  for f in ${files//,/ }; do vargs+=(--values "$f"); done
+  pargs=(); [ -n "${provide[$name]:-}" ] && pargs=(--provide "${provide[$name]}")
   step "$name: binaries accept" "$PY" "$here/binflags.py" accept --render "$name" \
-    --manifest "$work/$name.yaml" "${bargs[@]}"
+    --manifest "$work/$name.yaml" "${vargs[@]}" "${pargs[@]}" "${bargs[@]}"
 done
 if ((${#found[@]})); then
   step "docker: ldd" "$PY" "$root/deploy/docker/check_runtime_libs.py" "${found[@]}"

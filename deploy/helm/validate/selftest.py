@@ -11,6 +11,7 @@ Example:
 """
 
 import argparse
+import base64
 import contextlib
 import copy
 import hashlib
@@ -20,6 +21,8 @@ import os
 import stat
 import sys
 import tempfile
+
+import yaml
 
 import binflags
 import check
@@ -237,6 +240,139 @@ def m_values_pool(objs, v):
     v["workers"]["pools"].append({"name": "missing", "queues": ["x"]})
 
 
+# ---- the gateway
+
+# A stand-in descriptor set: binary bytes (not UTF-8), naming service Echo.
+DESCRIPTOR = b"\n\x0bchartcheck\x00\xff\xfe" + b"Echo" + bytes(range(256))
+
+
+def gateway_pod(objs):
+    return obj(objs, "Deployment", "api-gateway")["spec"]["template"]
+
+
+def add_descriptors(objs, v, readonly=True, annotate=True, in_values=True):
+    """The chart's descriptor-set ConfigMap, mounted, passed and in values."""
+    data = {"echo.pb": base64.b64encode(DESCRIPTOR).decode()}
+    gw = obj(objs, "Deployment", "api-gateway")
+    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": {"name": "taskmesh-api-gateway-descriptor-sets", "namespace": gw["metadata"]["namespace"],
+                       "labels": copy.deepcopy(gw["metadata"]["labels"])},
+          "binaryData": data}
+    objs.append(cm)
+    tpl = gateway_pod(objs)
+    tpl["spec"]["volumes"].append({"name": "descriptor-sets", "configMap": {"name": cm["metadata"]["name"]}})
+    c = tpl["spec"]["containers"][0]
+    c["volumeMounts"].append({"name": "descriptor-sets", "mountPath": "/etc/taskmesh/descriptor-sets",
+                              "readOnly": readonly})
+    env(objs, "api-gateway", "TASKMESH_DESCRIPTOR_SET")["value"] = "/etc/taskmesh/descriptor-sets/echo.pb"
+    if in_values:
+        v["gateway"]["descriptorSets"]["binaryData"] = dict(data)
+    if annotate:
+        tpl["metadata"].setdefault("annotations", {})[check.DESCRIPTOR_ANNOTATION] = hashlib.sha256(
+            json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def add_user_volume(objs, v):
+    """The user's own descriptor-set volume (a ConfigMap the chart does not render)."""
+    vol = {"configMap": {"name": "apis"}}
+    v["gateway"]["descriptorSets"]["volume"] = copy.deepcopy(vol)
+    v["gateway"]["descriptorSets"]["volumeFiles"] = ["ops.pb"]
+    tpl = gateway_pod(objs)
+    tpl["spec"]["volumes"].append(dict(name="descriptor-sets-volume", **vol))
+    tpl["spec"]["containers"][0]["volumeMounts"].append(
+        {"name": "descriptor-sets-volume", "mountPath": "/etc/taskmesh/descriptor-sets-volume", "readOnly": True})
+    env(objs, "api-gateway", "TASKMESH_DESCRIPTOR_SET")["value"] = "/etc/taskmesh/descriptor-sets-volume/ops.pb"
+
+
+def m_gw_flag_missing(objs, v):
+    c = container(objs, "api-gateway")
+    c["env"] = [e for e in c["env"] if e["name"] != "TASKMESH_MAX_BODY_BYTES"]
+
+
+def m_gw_bool(objs, v):
+    env(objs, "api-gateway", "TASKMESH_ACCESS_LOG")["value"] = "yes"
+
+
+def m_gw_origins(objs, v):
+    env(objs, "api-gateway", "TASKMESH_CORS_ORIGINS")["value"] = "app.example.com"
+
+
+def m_gw_routes(objs, v):
+    env(objs, "api-gateway", "TASKMESH_ROUTE")["value"] = "Echo=e:9000"
+
+
+def m_gw_int_auto(objs, v):
+    env(objs, "api-gateway", "TASKMESH_IO_THREADS")["value"] = "-1"
+
+
+def m_gw_descriptor_unmounted(objs, v):
+    env(objs, "api-gateway", "TASKMESH_DESCRIPTOR_SET")["value"] = "/etc/taskmesh/echo.pb"
+
+
+def m_gw_value(objs, v):
+    env(objs, "api-gateway", "TASKMESH_MAX_JSON_DEPTH")["value"] = "32"
+
+
+def m_gw_upstream(objs, v):
+    e = env(objs, "api-gateway", "TASKMESH_UPSTREAM")
+    e["value"] = e["value"].replace("-headless", "")
+
+
+def m_gw_descriptors_ok(objs, v):
+    add_descriptors(objs, v)
+
+
+def m_gw_user_volume_ok(objs, v):
+    add_user_volume(objs, v)
+
+
+def m_gw_descriptors_not_in_values(objs, v):
+    add_descriptors(objs, v, in_values=False)
+
+
+def m_gw_descriptors_checksum(objs, v):
+    add_descriptors(objs, v, annotate=False)
+
+
+def m_gw_descriptors_writable(objs, v):
+    add_descriptors(objs, v, readonly=False)
+
+
+def m_gw_descriptors_as_data(objs, v):
+    add_descriptors(objs, v)
+    cm = next(o for o in objs if o["metadata"]["name"] == "taskmesh-api-gateway-descriptor-sets")
+    cm["data"] = {"echo.pb": "text"}
+    del cm["binaryData"]
+
+
+def m_gw_grace(objs, v):
+    env(objs, "api-gateway", "TASKMESH_DRAIN_TIMEOUT")["value"] = "60s"
+
+
+def m_gw_no_prestop(objs, v):
+    container(objs, "api-gateway").pop("lifecycle")
+
+
+def m_gw_probe_port(objs, v):
+    env(objs, "api-gateway", "TASKMESH_LISTEN")["value"] = "0.0.0.0:9090"
+
+
+def m_gw_probe_path(objs, v):
+    container(objs, "api-gateway")["livenessProbe"]["httpGet"]["path"] = "/readyz"
+
+
+def gateway_np(objs):
+    return next(o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-api-gateway"))
+
+
+def m_np_gw_no_upstream(objs, v):
+    gateway_np(objs)["spec"]["egress"].pop(0)
+
+
+def m_np_gw_port(objs, v):
+    gateway_np(objs)["spec"]["ingress"][0]["ports"][0]["port"] = 9999
+
+
 CASES = [
     ("schema rejects an unknown field", "schema", "unknown field 'containerPorts'", m_unknown_field),
     ("schema requires required fields", "schema", "required field 'selector'", m_missing_required),
@@ -286,6 +422,37 @@ CASES = [
     ("redis: noeviction", "redis", "noeviction", m_redis_eviction),
     ("helm-test: queue must be served", "helm-test", "served by no worker pool", m_test_queue),
     ("values: every pool rendered", "values", "pool missing: want one Deployment", m_values_pool),
+    # The gateway. (want None: the change is consistent and must pass.)
+    ("flags: every flag of the contract is passed", "flags", "flag --max_body_bytes is set by no value",
+     m_gw_flag_missing),
+    ("flags: malformed bool", "flags", "is not a valid bool", m_gw_bool),
+    ("flags: malformed CORS origins", "flags", "is not a valid origins", m_gw_origins),
+    ("flags: malformed routes", "flags", "is not a valid routes", m_gw_routes),
+    ("flags: malformed 0-means-auto count", "flags", "is not a valid int_auto", m_gw_int_auto),
+    ("flags: descriptor sets must be on a mounted ConfigMap", "flags",
+     "is on no ConfigMap or Secret volume mounted", m_gw_descriptor_unmounted),
+    ("gateway: every flag carries its value", "gateway", "--max_json_depth is '32', but gateway.maxJsonDepth says '64'",
+     m_gw_value),
+    ("gateway: --upstream balances over the task service's pods", "gateway",
+     "is not dns:/// of the task service's headless Service", m_gw_upstream),
+    ("gateway: descriptor sets from binaryData pass", "gateway", None, m_gw_descriptors_ok),
+    ("flags: descriptor sets from binaryData pass", "flags", None, m_gw_descriptors_ok),
+    ("references: descriptor sets on the user's volume pass", "references", None, m_gw_user_volume_ok),
+    ("gateway: descriptor sets on the user's volume pass", "gateway", None, m_gw_user_volume_ok),
+    ("gateway: descriptor sets are those of the values", "gateway",
+     "gateway.descriptorSets.binaryData []", m_gw_descriptors_not_in_values),
+    ("gateway: a binaryData change must restart the gateway", "gateway", "checksum/descriptor-sets",
+     m_gw_descriptors_checksum),
+    ("gateway: descriptor sets mounted read-only", "gateway", "is not mounted readOnly", m_gw_descriptors_writable),
+    ("gateway: descriptor sets are binaryData", "gateway", "in data, not binaryData", m_gw_descriptors_as_data),
+    ("drain: gateway grace period shorter than its drain", "drain", "SIGKILL could cut requests mid-drain",
+     m_gw_grace),
+    ("drain: gateway without preStop", "drain", "gateway without a preStop hook", m_gw_no_prestop),
+    ("probes: gateway probes on its --listen port", "probes", "!= --listen port 9090", m_gw_probe_port),
+    ("probes: gateway liveness is /healthz", "probes", "path /readyz != /healthz", m_gw_probe_path),
+    ("network: the gateway reaches the task service", "network",
+     "needed flow denied: Deployment/taskmesh-api-gateway -> Deployment/taskmesh-task-service", m_np_gw_no_upstream),
+    ("network: clients reach the gateway port", "network", "needed flow denied: outsider", m_np_gw_port),
 ]
 
 
@@ -365,7 +532,8 @@ def binflags_cases(manifest_text):
         results.append(("binflags accept passes values the binary accepts", rc == 0 and "PASS" in text, text))
         # File-valued flags: the content must reach the binary, and be read.
         results.append(("binflags accept starts the worker with its periodic config",
-                        rc == 0 and "PASS: flags: t: worker starts with the files of" in text, text))
+                        rc == 0 and "PASS: flags: t: worker starts with the settings of" in text
+                        and "its files (--periodic_config)" in text, text))
         bad_m = os.path.join(tmp, "bad.yaml")
         with open(bad_m, "w") as f:
             f.write(manifest_text.replace('name: TASKMESH_DRAIN_TIMEOUT\n              value: "30s"',
@@ -388,7 +556,112 @@ def binflags_cases(manifest_text):
             rc, text = quiet(binflags.main, ["accept", "--render", "t", "--manifest", bad_m,
                                              "--binary", f"worker={good}"])
             results.append((name, rc != 0 and want in text, text))
+    return results + gateway_binflags_cases(manifest_text)
+
+
+FAKE_GATEWAY = """#!/bin/sh
+# A stand-in api_gateway: --help lists FLAGS; --version exits 0; otherwise,
+# like the real one at start, it exits 2 on an unreadable --descriptor_set
+# (or, with EXPECT_SHA256, one that is not those bytes) and on a --route to a
+# service no descriptor set names, and 3 on an upstream that is not the
+# closed local port (binflags.py must never let it reach a real one); then
+# it runs until SIGTERM.
+for a in "$@"; do
+  if [ "$a" = --help ]; then
+    printf 'api_gateway: fake\\n\\nFlags (each also settable as TASKMESH_<NAME>):\\n'
+    for f in FLAGS; do printf '  --%s=\\n      help text  [TASKMESH_X]\\n' "$f"; done
+    exit 0
+  fi
+  if [ "$a" = --version ]; then echo "taskmesh 0.1.0"; exit 0; fi
+done
+case "$TASKMESH_UPSTREAM" in 127.0.0.1:1) ;; *) echo "ERROR: upstream $TASKMESH_UPSTREAM is not local" >&2; exit 3 ;; esac
+IFS=,
+for f in $TASKMESH_DESCRIPTOR_SET; do
+  [ -r "$f" ] || { echo "ERROR: --descriptor_set: cannot read $f" >&2; exit 2; }
+  if [ -n "${EXPECT_SHA256:-}" ] && [ "$(sha256sum <"$f" | cut -d' ' -f1)" != "$EXPECT_SHA256" ]; then
+    echo "ERROR: --descriptor_set: $f does not hold the bytes of the ConfigMap" >&2; exit 2
+  fi
+done
+for r in $TASKMESH_ROUTE; do
+  svc=${r%%=*}; target=${r#*=}
+  [ "$target" = 127.0.0.1:1 ] || { echo "ERROR: route target $target is not local" >&2; exit 3; }
+  found=0
+  for f in $TASKMESH_DESCRIPTOR_SET; do grep -q "${svc##*.}" "$f" && found=1; done
+  [ $found = 1 ] || { echo "ERROR: --route names '$svc', which is not a served service" >&2; exit 2; }
+done
+unset IFS
+trap 'exit 0' TERM
+while :; do sleep 0.1; done
+"""
+
+
+def gateway_binflags_cases(manifest_text):
+    """binflags.py starts the gateway for real: settings checked only at
+    start, descriptor files byte for byte, the user's volume."""
+    results = []
+    docs = check.load_docs(manifest_text)
+    base = [o for _, _, o in docs if isinstance(o, dict)]
+    with tempfile.TemporaryDirectory() as tmp:
+        fake = os.path.join(tmp, "api_gateway")
+        with open(fake, "w") as f:
+            f.write(FAKE_GATEWAY.replace("FLAGS", " ".join(check.BINARIES["api_gateway"]["flags"])))
+        os.chmod(fake, os.stat(fake).st_mode | stat.S_IXUSR)
+
+        def run(name, mutate, extra=(), want_rc0=True, want=""):
+            objs = copy.deepcopy(base)
+            vals = {"gateway": {"enabled": True, "descriptorSets": {}}}
+            mutate(objs, vals)
+            m = os.path.join(tmp, "m.yaml")
+            with open(m, "w") as f:
+                yaml.safe_dump_all(objs, f, explicit_start=True, sort_keys=False)
+            vf = os.path.join(tmp, "v.yaml")
+            with open(vf, "w") as f:
+                yaml.safe_dump(vals, f)
+            rc, text = quiet(binflags.main, ["accept", "--render", "t", "--manifest", m, "--values", vf,
+                                             "--binary", f"api_gateway={fake}", *extra])
+            results.append((name, (rc == 0) == want_rc0 and want in text, text))
+
+        def routed(objs, v, service="chartcheck.v1.Echo"):
+            add_descriptors(objs, v)
+            env(objs, "api-gateway", "TASKMESH_ROUTE")["value"] = f"{service}=dns:///echo.apis.svc:9000"
+            container(objs, "api-gateway")["env"].append(
+                {"name": "EXPECT_SHA256", "value": hashlib.sha256(DESCRIPTOR).hexdigest()})
+
+        run("binflags accept starts the gateway with the chart's settings", lambda o, v: None,
+            want="PASS: flags: t: api_gateway starts with the settings of")
+        run("binflags accept gives the gateway binaryData byte for byte, its targets made local", routed,
+            want="and its files (--descriptor_set)")
+        run("binflags accept fails a route the started gateway refuses",
+            lambda o, v: routed(o, v, "chartcheck.v1.Nope"), want_rc0=False, want="not a served service")
+        run("binflags accept fails a file of the user's volume it was not given", add_user_volume,
+            want_rc0=False, want="--provide /etc/taskmesh/descriptor-sets-volume/ops.pb=FILE")
+        ops = os.path.join(tmp, "ops.pb")
+        with open(ops, "wb") as f:
+            f.write(b"\x00Ops\xff")
+        run("binflags accept gives the gateway the user's file (--provide)", add_user_volume,
+            extra=["--provide", f"/etc/taskmesh/descriptor-sets-volume/ops.pb={ops}"],
+            want="PASS: flags: t: api_gateway starts with the settings of")
     return results
+
+
+def flag_docs_cases():
+    """flag-docs fails when values.yaml stops documenting a flag."""
+    root = check.ROOT
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel in ("deploy/helm/taskmesh/values.yaml", "docs/deploy.md"):
+            os.makedirs(os.path.dirname(os.path.join(tmp, rel)), exist_ok=True)
+            text = open(os.path.join(root, rel)).read()
+            if rel.endswith("values.yaml"):
+                text = text.replace("--max_json_depth", "--max-json-depth")
+            with open(os.path.join(tmp, rel), "w") as f:
+                f.write(text)
+        check.ROOT = tmp
+        try:
+            problems = check.Checker("selftest", [], "", {}, quiet=True).check_flag_docs()
+        finally:
+            check.ROOT = root
+    want = "deploy/helm/taskmesh/values.yaml does not document --max_json_depth (api_gateway)"
+    return [("flag-docs: an undocumented flag is caught", problems == [want], f"it said {problems}")]
 
 
 def main(argv=None):
@@ -416,10 +689,21 @@ def main(argv=None):
             failed += 1
             continue
         problems = run_case(docs, notes, values, check_name, mutate)
-        if any(want in p for p in problems):
+        if want is None and not problems:
+            print(f"PASS: selftest: {name}")
+        elif want is None:
+            print(f"FAIL: selftest: {name}: check {check_name} reported {problems}")
+            failed += 1
+        elif any(want in p for p in problems):
             print(f"PASS: selftest: {name}")
         else:
             print(f"FAIL: selftest: {name}: check {check_name} did not report {want!r}; it said {problems}")
+            failed += 1
+    for name, ok, text in flag_docs_cases():
+        if ok:
+            print(f"PASS: selftest: {name}")
+        else:
+            print(f"FAIL: selftest: {name}: {text}")
             failed += 1
     for name, ok, text in binflags_cases(open(a.manifest).read()):
         if ok:

@@ -79,6 +79,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "taskmesh.worker.name" -}}{{ include "taskmesh.fullname" .ctx }}-worker-{{ .pool }}{{- end -}}
 {{- define "taskmesh.periodic.name" -}}{{ include "taskmesh.fullname" . }}-periodic-tasks{{- end -}}
 
+{{/* ---- the gateway's descriptor sets ---- */}}
+
+{{/* The chart's ConfigMap of descriptor sets, and where the gateway finds them. */}}
+{{- define "taskmesh.gateway.descriptorSetsName" -}}{{ include "taskmesh.gateway.name" . }}-descriptor-sets{{- end -}}
+{{- define "taskmesh.gateway.descriptorSetsDir" -}}/etc/taskmesh/descriptor-sets{{- end -}}
+{{/* Where the user's own volume (gateway.descriptorSets.volume) is mounted. */}}
+{{- define "taskmesh.gateway.descriptorSetsVolumeDir" -}}/etc/taskmesh/descriptor-sets-volume{{- end -}}
+
+{{/*
+gateway.descriptorSets.binaryData with whitespace taken out of the base64
+(`base64` wraps lines at 76 characters unless -w0): YAML, empty when none.
+*/}}
+{{- define "taskmesh.gateway.descriptorSets" -}}
+{{- $out := dict -}}
+{{- range $k, $v := ((.Values.gateway.descriptorSets | default dict).binaryData | default dict) -}}
+{{- $_ := set $out (toString $k) (regexReplaceAll "\\s+" (toString $v) "") -}}
+{{- end -}}
+{{- if $out }}{{ toYaml $out }}{{ end -}}
+{{- end -}}
+
 {{/* ---- periodic tasks ---- */}}
 
 {{/*
@@ -403,6 +423,9 @@ clear message instead of deploying something that cannot work.
 {{- end -}}
 {{- $_ := set $names $key true -}}
 {{- end -}}
+{{- if .Values.gateway.enabled -}}
+{{- include "taskmesh.validateGateway" . -}}
+{{- end -}}
 {{- if and .Values.periodicTasks .Values.keda.enabled -}}
 {{- $alwaysOn := false -}}
 {{- range .Values.workers.pools -}}
@@ -411,6 +434,108 @@ clear message instead of deploying something that cannot work.
 {{- end -}}
 {{- if not $alwaysOn -}}
 {{- fail "periodicTasks need a worker running at all times: set minReplicas >= 1 on at least one pool (every worker schedules them, a pool scaled to zero schedules nothing, and a tick missed while no worker runs is skipped, not replayed)" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+"true" when the argument is a whole number >= 0: a YAML number (Helm reads
+them as float64, so never print one with toString: 1048576 would be
+"1.048576e+06") or a string of digits.
+*/}}
+{{- define "taskmesh.wholeNumber" -}}
+{{- if or (kindIs "float64" .) (kindIs "int" .) (kindIs "int64" .) -}}
+{{- if and (ge (float64 .) 0.0) (eq (float64 .) (float64 (int64 .))) }}true{{ end -}}
+{{- else if kindIs "string" . -}}
+{{- if regexMatch "^[0-9]+$" . }}true{{ end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The gateway's values: the binary would refuse most of these at start (a
+crash-looping Deployment); refusing them here names the value at fault.
+*/}}
+{{- define "taskmesh.validateGateway" -}}
+{{- $c := .Values.gateway -}}
+{{- if hasKey $c "terminationGracePeriodSeconds" -}}
+{{- fail "gateway.terminationGracePeriodSeconds is derived (preStopSleepSeconds + drainTimeoutSeconds + terminationGraceMarginSeconds): set gateway.drainTimeoutSeconds instead" -}}
+{{- end -}}
+{{- range $k := list "taskmeshProtos" "jsonUseProtoNames" "jsonEmitDefaults" "ignoreUnknownQueryParameters" "ignoreUnknownJsonFields" "accessLog" -}}
+{{- if not (kindIs "bool" (index $c $k)) -}}
+{{- fail (printf "gateway.%s must be true or false, unquoted (got %q)" $k (toString (index $c $k))) -}}
+{{- end -}}
+{{- end -}}
+{{- $duration := "^(0|([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+)$" -}}
+{{- range $k := list "headerTimeout" "bodyTimeout" "idleTimeout" "writeTimeout" "defaultDeadline" "maxDeadline" -}}
+{{- if not (regexMatch $duration (toString (index $c $k))) -}}
+{{- fail (printf "gateway.%s must be a duration such as 500ms, 30s, 1m or 1h (got %v)" $k (index $c $k)) -}}
+{{- end -}}
+{{- end -}}
+{{- range $k := list "ioThreads" "upstreamChannels" "drainTimeoutSeconds" "preStopSleepSeconds" -}}
+{{- if not (include "taskmesh.wholeNumber" (index $c $k)) -}}
+{{- fail (printf "gateway.%s must be a whole number >= 0 (got %v)" $k (index $c $k)) -}}
+{{- end -}}
+{{- end -}}
+{{- range $k := list "maxBodyBytes" "maxHeaders" "maxConcurrentCalls" "maxConnections" "maxResponseBytes" -}}
+{{- if not (and (include "taskmesh.wholeNumber" (index $c $k)) (ge (int64 (index $c $k)) 1) (le (int64 (index $c $k)) 2147483647)) -}}
+{{- fail (printf "gateway.%s must be a whole number from 1 to 2147483647 (got %v)" $k (index $c $k)) -}}
+{{- end -}}
+{{- end -}}
+{{- if not (and (include "taskmesh.wholeNumber" $c.maxHeaderBytes) (ge (int64 $c.maxHeaderBytes) 1024) (le (int64 $c.maxHeaderBytes) 2147483647)) -}}
+{{- fail (printf "gateway.maxHeaderBytes must be at least 1024 (got %v)" $c.maxHeaderBytes) -}}
+{{- end -}}
+{{- if not (and (include "taskmesh.wholeNumber" $c.maxJsonDepth) (ge (int64 $c.maxJsonDepth) 1) (le (int64 $c.maxJsonDepth) 99)) -}}
+{{- fail (printf "gateway.maxJsonDepth must be 1-99: protobuf stops at 100 (got %v)" $c.maxJsonDepth) -}}
+{{- end -}}
+{{- if not (and (include "taskmesh.wholeNumber" $c.terminationGraceMarginSeconds) (ge (int64 $c.terminationGraceMarginSeconds) 5)) -}}
+{{- fail (printf "gateway.terminationGraceMarginSeconds must be at least 5: after the drain the gateway waits up to 5 s for cancelled upstream calls (got %v)" $c.terminationGraceMarginSeconds) -}}
+{{- end -}}
+{{- $target := "^(dns:///)?[A-Za-z0-9.-]+:[0-9]{1,5}$" -}}
+{{- if and $c.upstream (not (regexMatch $target (toString $c.upstream))) -}}
+{{- fail (printf "gateway.upstream %q must be HOST:PORT or dns:///NAME:PORT" (toString $c.upstream)) -}}
+{{- end -}}
+{{- range $svc, $t := ($c.routes | default dict) -}}
+{{- if not (regexMatch "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)+$" (toString $svc)) -}}
+{{- fail (printf "gateway.routes: %q is not a fully qualified service name (package.Service)" (toString $svc)) -}}
+{{- end -}}
+{{- if not (regexMatch $target (toString $t)) -}}
+{{- fail (printf "gateway.routes[%s]: %q must be HOST:PORT or dns:///NAME:PORT" (toString $svc) (toString $t)) -}}
+{{- end -}}
+{{- end -}}
+{{- range ($c.corsOrigins | default list) -}}
+{{- if not (regexMatch "^(\\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)$" (toString .)) -}}
+{{- fail (printf "gateway.corsOrigins: %q is neither * nor an origin such as https://app.example.com[:PORT]" (toString .)) -}}
+{{- end -}}
+{{- end -}}
+{{- $ds := $c.descriptorSets | default dict -}}
+{{- $total := 0 -}}
+{{- range $k, $v := (include "taskmesh.gateway.descriptorSets" . | fromYaml) -}}
+{{- if not (regexMatch "^[-._a-zA-Z0-9]+$" $k) -}}
+{{- fail (printf "gateway.descriptorSets.binaryData: file name %q: use letters, digits, '-', '_' and '.'" $k) -}}
+{{- end -}}
+{{- if not (regexMatch "^[A-Za-z0-9+/]+={0,2}$" (toString $v)) -}}
+{{- fail (printf "gateway.descriptorSets.binaryData[%s] is not base64 (give the file's bytes as `base64 -w0 FILE`)" $k) -}}
+{{- end -}}
+{{- $total = add $total (len (toString $v)) -}}
+{{- end -}}
+{{- if gt (int $total) 1398100 -}}
+{{- fail "gateway.descriptorSets.binaryData: over 1 MiB, more than a ConfigMap holds: put the files in your own volume (descriptorSets.volume)" -}}
+{{- end -}}
+{{- if and $ds.volume (not $ds.volumeFiles) -}}
+{{- fail "gateway.descriptorSets.volume is set but volumeFiles lists no file to load from it" -}}
+{{- end -}}
+{{- if and $ds.volumeFiles (not $ds.volume) -}}
+{{- fail "gateway.descriptorSets.volumeFiles needs gateway.descriptorSets.volume (the volume they are on)" -}}
+{{- end -}}
+{{- if and $ds.volume (hasKey $ds.volume "name") -}}
+{{- fail "gateway.descriptorSets.volume is a volume source without `name` (e.g. {configMap: {name: apis}})" -}}
+{{- end -}}
+{{- if not $c.taskmeshProtos -}}
+{{- if not (or (include "taskmesh.gateway.descriptorSets" .) $ds.volumeFiles) -}}
+{{- fail "gateway.taskmeshProtos=false leaves the gateway nothing to serve: give gateway.descriptorSets" -}}
+{{- end -}}
+{{- if .Values.tests.enabled -}}
+{{- fail "gateway.taskmeshProtos=false: the helm test creates a task through the taskmesh API; set tests.enabled=false" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
