@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything and runs every test: unit,
-# integration (real redis-server), end-to-end (real processes), and the Helm
+# integration (real redis-server), end-to-end and fault tests (real
+# processes), a short bounded run of the gateway's fuzzers, and the Helm
 # chart's validation. CI runs exactly this (.ci/run).
 #
 # Test results are never taken from Bazel's cache: every run runs every test.
@@ -35,6 +36,17 @@ bad=$(grep -cE '^//[^ ]+ +.*(FAILED|TIMEOUT|NO STATUS|INCOMPLETE)' "$log_dir/baz
 if ((rc != 0 && bad == 0)); then bad=1; fi
 echo "bazel: $((targets - bad)) passed, ${bad} failed" | tee "$log_dir/bazel.count"
 count "$log_dir/bazel.count"
+
+if [[ -f api_gateway/fuzz/run.sh ]]; then
+  echo "== api_gateway fuzzers (a short, bounded run)"
+  bash api_gateway/fuzz/run.sh 10 2>&1 | tee "$log_dir/fuzz.log"
+  fuzz_rc=${PIPESTATUS[0]}
+  ok=$(grep -cE '^fuzz: [a-z_]+ passed$' "$log_dir/fuzz.log")
+  bad=$(grep -cE '^fuzz: [a-z_]+ FAILED' "$log_dir/fuzz.log")
+  if ((fuzz_rc != 0 && bad == 0)); then bad=1; fi
+  echo "fuzz: ${ok} passed, ${bad} failed" | tee "$log_dir/fuzz.count"
+  count "$log_dir/fuzz.count"
+fi
 
 if [[ -x deploy/helm/validate/run.sh ]]; then
   echo "== Helm chart validation"
