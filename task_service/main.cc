@@ -10,6 +10,7 @@
 #include "broker/broker.h"
 #include "common/flags.h"
 #include "common/health.h"
+#include "common/metrics_server.h"
 #include "common/logging.h"
 #include "common/shutdown.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -29,6 +30,9 @@ ABSL_FLAG(absl::Duration, redis_timeout, absl::Seconds(2),
           "Longest wait for a Redis reply; past it the RPC fails with UNAVAILABLE");
 ABSL_FLAG(absl::Duration, retention, absl::Hours(24 * 7),
           "How long finished tasks and idempotency records (request_id) are kept");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Address (IPV4:PORT, e.g. 0.0.0.0:9464) of the Prometheus /metrics endpoint; "
+          "empty: off");
 ABSL_FLAG(int32_t, default_max_attempts, 3,
           "Attempts for tasks that do not set max_attempts (1-100)");
 
@@ -90,6 +94,24 @@ int Main() {
       server->GetHealthCheckService(),
       [&] { return client.connected() && hub.WaitSubscribed(absl::ZeroDuration()); },
       {"taskmesh.v1.TaskService"});
+
+  std::unique_ptr<MetricsServer> metrics;
+  if (const std::string address = absl::GetFlag(FLAGS_metrics_listen); !address.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> m = MetricsServer::Start(address, [&] {
+      return PrometheusFamily("taskmesh_task_service_redis_connected", "gauge",
+                              "1 while a Redis connection is up.",
+                              {{"", client.connected() ? 1 : 0}}) +
+             PrometheusFamily("taskmesh_task_service_watch_streams", "gauge",
+                              "Open WatchTask streams.", {{"", hub.listeners()}});
+    });
+    if (!m.ok()) {
+      std::fprintf(stderr, "ERROR: --metrics_listen: %s\n",
+                   std::string(m.status().message()).c_str());
+      return 2;
+    }
+    metrics = *std::move(m);
+    log::Info("metrics serving", {{"listen", address}, {"port", absl::StrCat(metrics->port())}});
+  }
 
   const int sig = WaitForShutdownSignal();
   log::Info("shutting down", {{"signal", absl::StrCat(sig)}});

@@ -48,6 +48,11 @@ void WatchHub::Remove(uint64_t handle) {
   key_of_.erase(it);
 }
 
+size_t WatchHub::listeners() {
+  absl::MutexLock lock(&mu_);
+  return key_of_.size();
+}
+
 bool WatchHub::WaitSubscribed(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   return mu_.AwaitWithTimeout(absl::Condition(&subscribed_), timeout);

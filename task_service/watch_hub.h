@@ -58,6 +58,9 @@ class WatchHub {
                                Listener listener);
   void Remove(uint64_t handle);
 
+  // Listeners registered now (open WatchTask streams).
+  size_t listeners();
+
   // Waits until subscribed; false after `timeout`.
   bool WaitSubscribed(absl::Duration timeout);
 

@@ -75,6 +75,11 @@ WorkerStats Worker::stats() const {
   return stats_;
 }
 
+int Worker::in_flight() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(leased_.size());
+}
+
 std::vector<Worker::JobPtr> Worker::Leased() const {
   absl::MutexLock lock(&mu_);
   std::vector<JobPtr> jobs;

@@ -105,6 +105,8 @@ class Worker {
   bool connected() const { return connected_.load(); }
 
   WorkerStats stats() const;
+  // Tasks this worker holds a lease on (starting, waiting, running, ending).
+  int in_flight() const;
 
  private:
   struct Job {

@@ -22,6 +22,7 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/health.h"
+#include "common/metrics_server.h"
 #include "common/shutdown.h"
 #include "common/stop_signal.h"
 #include "grpcpp/grpcpp.h"
@@ -60,6 +61,9 @@ ABSL_FLAG(absl::Duration, retry_base, absl::Seconds(1),
           "Retry backoff base: after the n-th failed attempt, wait a random time below "
           "min(--retry_cap, base * 2^(n-1))");
 ABSL_FLAG(absl::Duration, retry_cap, absl::Minutes(10), "Longest retry backoff");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Address (IPV4:PORT, e.g. 0.0.0.0:9464) of the Prometheus /metrics endpoint; "
+          "empty: off");
 ABSL_FLAG(std::string, periodic_config, "",
           "JSON file of periodic tasks (taskmesh.v1.PeriodicConfig) that this worker "
           "schedules; any number of workers may share one file, each tick runs once");
@@ -174,6 +178,33 @@ int WorkerMain(int argc, char** argv,
   if (absl::Status s = worker.Start(); !s.ok()) return Fail(std::string(s.message()));
   log::Info("handlers", {{"types", absl::StrJoin(registry.Types(), ",")},
                          {"redis", redis::DescribeEndpoint(*redis_options)}});
+
+  std::unique_ptr<MetricsServer> metrics;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> m = MetricsServer::Start(listen, [&] {
+      const WorkerStats st = worker.stats();
+      return PrometheusFamily(
+                 "taskmesh_worker_outcomes_total", "counter",
+                 "Attempt outcomes recorded by this worker; fenced: a late outcome of an attempt "
+                 "that had lost its lease, dropped.",
+                 {{"outcome=\"succeeded\"", st.succeeded},
+                  {"outcome=\"retried\"", st.retried},
+                  {"outcome=\"failed\"", st.failed},
+                  {"outcome=\"cancelled\"", st.cancelled},
+                  {"outcome=\"fenced\"", st.fenced},
+                  {"outcome=\"handed_back\"", st.handed_back},
+                  {"outcome=\"reclaimed\"", st.reclaimed}}) +
+             PrometheusFamily("taskmesh_worker_tasks_in_flight", "gauge",
+                              "Tasks this worker holds a lease on.",
+                              {{"", worker.in_flight()}}) +
+             PrometheusFamily("taskmesh_worker_redis_connected", "gauge",
+                              "1 while the fetch connection to Redis is up.",
+                              {{"", worker.connected() ? 1 : 0}});
+    });
+    if (!m.ok()) return Fail(absl::StrCat("--metrics_listen: ", m.status().message()));
+    metrics = *std::move(m);
+    log::Info("metrics serving", {{"listen", listen}, {"port", absl::StrCat(metrics->port())}});
+  }
 
   std::unique_ptr<HealthReporter> health;
   if (health_server != nullptr) {

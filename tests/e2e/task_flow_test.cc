@@ -1,11 +1,16 @@
 // A task from gRPC in to result out, through the real binaries: a private
 // redis-server, the task_service and a worker, as separate processes.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -47,10 +52,12 @@ class TaskFlowTest : public ::testing::Test {
   }
 
   void StartWorker() {
+    metrics_port_ = testing::PickUnusedPort();
     auto worker = testing::Process::Start(
         {testing::BinaryPath("workers/worker"), absl::StrCat("--redis=", redis_->url()),
          "--queues=e2e,other", "--concurrency=2", "--health_listen=127.0.0.1:0",
-         "--drain_timeout=5s"},
+         "--drain_timeout=5s", "--retry_base=50ms",
+         absl::StrCat("--metrics_listen=127.0.0.1:", metrics_port_)},
         {}, absl::StrCat(testing::TestTempDir(), "/worker.log"));
     ASSERT_TRUE(worker.ok()) << worker.status();
     worker_ = *std::move(worker);
@@ -99,6 +106,26 @@ class TaskFlowTest : public ::testing::Test {
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << p.Log();
   }
 
+  // The body of GET /metrics from the worker ("" on failure).
+  std::string ScrapeWorker() {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(metrics_port_);
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    std::string response;
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+      const std::string request = "GET /metrics HTTP/1.1\r\nHost: worker\r\n\r\n";
+      (void)!send(fd, request.data(), request.size(), 0);
+      char buf[4096];
+      ssize_t n;
+      while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) response.append(buf, n);
+    }
+    close(fd);
+    return response;
+  }
+
+  int metrics_port_ = 0;
   std::unique_ptr<testing::RedisServer> redis_;
   std::unique_ptr<testing::Process> service_;
   std::unique_ptr<testing::Process> worker_;
@@ -144,6 +171,21 @@ TEST_F(TaskFlowTest, TasksGoFromCreateToTheirOutcome) {
   EXPECT_EQ(u.state(), Task::FAILED);
   EXPECT_EQ(u.attempt(), 1);
   EXPECT_THAT(u.last_error().message(), HasSubstr("no handler for task type 'no_such_handler'"));
+
+  // The worker's Prometheus endpoint counts what it did: early, echo and
+  // sha256 succeeded; fail retried once then failed; unknown failed.
+  // (Polled: the worker counts an outcome once Redis has confirmed it.)
+  std::string metrics;
+  testing::WaitFor(absl::Seconds(5), [&] {
+    metrics = ScrapeWorker();
+    return absl::StrContains(metrics, "outcome=\"failed\"} 2\n");
+  });
+  EXPECT_THAT(metrics, HasSubstr("HTTP/1.1 200 OK"));
+  EXPECT_THAT(metrics, HasSubstr("taskmesh_worker_outcomes_total{outcome=\"succeeded\"} 3\n"));
+  EXPECT_THAT(metrics, HasSubstr("taskmesh_worker_outcomes_total{outcome=\"retried\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("taskmesh_worker_outcomes_total{outcome=\"failed\"} 2\n"));
+  EXPECT_THAT(metrics, HasSubstr("taskmesh_worker_outcomes_total{outcome=\"fenced\"} 0\n"));
+  EXPECT_THAT(metrics, HasSubstr("taskmesh_worker_redis_connected 1\n"));
 
   ExpectCleanExit(*worker_, absl::Seconds(10));
   ExpectCleanExit(*service_, absl::Seconds(10));

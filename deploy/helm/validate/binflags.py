@@ -55,12 +55,14 @@ FLAG_LINE = re.compile(r"^\s*--([a-z][a-z0-9_]*)\b")
 STARTUP_SECONDS = 2.0
 # Where the started binary goes instead of the pod's addresses.
 LOCAL = {"hostport": "127.0.0.1:0", "redis_url": "redis://127.0.0.1:1/0", "target": "127.0.0.1:1"}
-LOCALIZED = ("hostport", "redis_url", "target", "routes")
+LOCALIZED = ("hostport", "ipv4port_or_empty", "redis_url", "target", "routes")
 
 
 def local_value(kind, value):
     if kind == "routes":   # package.Service=TARGET,...: the services stay, the targets go local
         return ",".join(r.partition("=")[0] + "=" + LOCAL["target"] for r in check.comma_list(value))
+    if kind == "ipv4port_or_empty":   # empty (the server off) stays off
+        return LOCAL["hostport"] if value else ""
     return LOCAL[kind]
 
 

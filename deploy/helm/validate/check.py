@@ -11,7 +11,7 @@ by one indented line per problem; run.sh counts them. Checks:
   labels        the chart's standard labels are on every object
   selectors     workload selectors match their pod labels and no other
                 workload's; Services, PDBs, NetworkPolicies select real pods
-  service-ports each Service/Ingress/ServiceMonitor port resolves to a real port
+  service-ports each Service/Ingress/ServiceMonitor/PodMonitor port resolves to a real port
   probes        readiness+liveness on every container, pointing at real ports;
                 native gRPC probes for the gRPC servers, HTTP for the gateway
   security      Pod Security "restricted" + read-only root filesystem
@@ -22,6 +22,12 @@ by one indented line per problem; run.sh counts them. Checks:
                 every queue the pool serves, auth matching the pods' Secret)
   drain         workers and gateway: preStop + --drain_timeout fit in the grace period
   network       default deny, then every needed flow allowed and the rest denied
+                (Prometheus to the metrics ports only with serviceMonitor.enabled)
+  metrics       task_service and workers: --metrics_listen is <listenHost>:
+                metricsPort of the values (empty when 0) and the container port
+                "metrics" is that port, apart from the other listen port; with
+                serviceMonitor.enabled every component's /metrics is scraped
+                exactly once (ServiceMonitor/PodMonitor), without it none is
   flags         every flag passed is one the binary accepts (--help, or the
                 contract when the binary is not built), values well-formed,
                 every flag of the contract passed; a file-valued flag names a
@@ -82,6 +88,7 @@ ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
 HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+IPV4PORT = re.compile(r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d):\d{1,5}$")
 REDIS_URL = re.compile(r"^redis://(:(?P<pw>[^@/]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<port>\d{1,5})(/(?P<db>\d+))?$")
 VAR_REF = re.compile(r"\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 # A queue's streams: DEFAULT priority, then HIGH and LOW (broker/keys.h).
@@ -107,6 +114,11 @@ class UserFile:
 
 def comma_list(s):
     return [x for x in s.split(",")] if s else []
+
+
+def hostport_problem(s):
+    m = HOSTPORT.match(s)
+    return None if m and 0 < int(m.group(2)) < 65536 else "not HOST:PORT"
 
 
 # ---------------------------------------------------------------- helpers
@@ -261,7 +273,7 @@ class Checker:
     def run(self):
         for name in ("yaml", "kinds", "schema", "names", "labels", "selectors", "service_ports",
                      "probes", "security", "references", "autoscaling", "drain", "network",
-                     "flags", "flag_docs", "gateway", "periodic", "redis", "helm_test", "notes",
+                     "metrics", "flags", "flag_docs", "gateway", "periodic", "redis", "helm_test", "notes",
                      "values"):
             try:
                 problems = getattr(self, "check_" + name)()
@@ -467,6 +479,53 @@ class Checker:
                 for s in svcs:
                     if ep.get("port") not in [p.get("name") for p in (s.get("spec") or {}).get("ports") or []]:
                         out.append(f"{ident(sm)}: endpoint port {ep.get('port')!r} is not a port name of {ident(s)}")
+        for pm in self.by_kind("PodMonitor"):
+            pods = self.monitored_pods(pm)
+            if not pods:
+                out.append(f"{ident(pm)}: selects no pod")
+            for ep in (pm.get("spec") or {}).get("podMetricsEndpoints") or []:
+                for p in pods:
+                    names = [q.get("name") for c in p.spec.get("containers") or [] for q in c.get("ports") or []]
+                    if ep.get("port") not in names:
+                        out.append(f"{ident(pm)}: endpoint port {ep.get('port')!r} is not a port name of "
+                                   f"{p.name} ({names}): Prometheus would find no target there")
+        return out
+
+    def monitor_namespaces(self, mon):
+        nsel = (mon.get("spec") or {}).get("namespaceSelector") or {}
+        if nsel.get("any"):
+            return None   # every namespace
+        return set(nsel.get("matchNames") or [(mon.get("metadata") or {}).get("namespace")])
+
+    def monitored_pods(self, pm):
+        """The workload pods a PodMonitor selects."""
+        nss = self.monitor_namespaces(pm)
+        sel = (pm.get("spec") or {}).get("selector") or {}
+        return [p for p in self.pods if p.owner.get("kind") in WORKLOAD_KINDS and
+                (nss is None or p.namespace in nss) and labels_match(sel, p.labels)]
+
+    def scrapes(self, pod):
+        """(monitor, container port number, path) of every target the
+        ServiceMonitors and PodMonitors make of a pod."""
+        out = []
+        for pm in self.by_kind("PodMonitor"):
+            if any(q is pod for q in self.monitored_pods(pm)):
+                for ep in (pm.get("spec") or {}).get("podMetricsEndpoints") or []:
+                    out.append((ident(pm), pod.resolve_port(ep.get("port")), ep.get("path", "/metrics")))
+        for sm in self.by_kind("ServiceMonitor"):
+            nss = self.monitor_namespaces(sm)
+            sel = (sm.get("spec") or {}).get("selector")
+            for s in self.by_kind("Service"):
+                md = s.get("metadata") or {}
+                if (nss is not None and md.get("namespace") not in nss) or not labels_match(sel, md.get("labels")) \
+                        or not any(q is pod for q in self.selected_pods(s)):
+                    continue
+                for ep in (sm.get("spec") or {}).get("endpoints") or []:
+                    for sp in (s.get("spec") or {}).get("ports") or []:
+                        if sp.get("name") == ep.get("port"):
+                            out.append((f"{ident(sm)} (via {ident(s)})",
+                                        pod.resolve_port(sp.get("targetPort", sp.get("port"))),
+                                        ep.get("path", "/metrics")))
         return out
 
     # ---- probes
@@ -907,6 +966,24 @@ class Checker:
         gw_port = (v.get("gateway") or {}).get("port")
         external = (v.get("redis") or {}).get("mode") == "external"
         must, must_not = [], []
+        # Prometheus: where serviceMonitor.prometheusFrom says it runs.
+        monitoring = v.get("serviceMonitor") or {}
+        prom_peers = monitoring.get("prometheusFrom") or []
+        prom = self.peer_pod(prom_peers[0], "prometheus") if prom_peers else \
+            Pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"})
+        for p in ([ts] if ts else []) + workers:
+            mport = self.listen_port(p.spec["containers"][0], "metrics_listen")
+            if not mport:
+                continue
+            if monitoring.get("enabled"):
+                must.append((prom, p, mport, "TCP"))
+                if prom_peers:
+                    must_not.append((outsider, p, mport, "TCP"))
+            else:
+                # As for the gateway: Prometheus is let in with the monitors.
+                must_not.append((prom, p, mport, "TCP"))
+        if gw and monitoring.get("enabled") and prom_peers:
+            must.append((prom, gw, gw_port, "TCP"))
         if gw:
             must += [(test, gw, gw_port, "TCP"), (gw, ts, ts_port, "TCP"), (gw, dns, 53, "UDP")]
             must_not += [(gw, redis, 6379, "TCP")]
@@ -951,6 +1028,73 @@ class Checker:
         for src, dst, port, proto in must_not:
             if src and dst and self.allowed(src, dst, port, proto):
                 out.append(f"unneeded flow allowed: {src.name} -> {dst.name}:{port}/{proto}")
+        return out
+
+    def peer_pod(self, peer, name):
+        """A pod standing for a NetworkPolicy peer (namespaceSelector,
+        podSelector or ipBlock)."""
+        if "ipBlock" in peer:
+            net = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+            return Pod(name, None, {}, ip=str(net.network_address + (1 if net.num_addresses > 1 else 0)))
+        ns_labels = ((peer.get("namespaceSelector") or {}).get("matchLabels")) or {}
+        ns = ns_labels.get("kubernetes.io/metadata.name", "monitoring") if "namespaceSelector" in peer else self.ns
+        pod = Pod(name, ns, ((peer.get("podSelector") or {}).get("matchLabels")) or
+                  {"app.kubernetes.io/name": name})
+        pod.ns_labels = dict(ns_labels)
+        return pod
+
+    # ---- metrics
+
+    def check_metrics(self):
+        v = self.values
+        monitoring = v.get("serviceMonitor") or {}
+        enabled = monitoring.get("enabled")
+        host = v.get("listenHost", "0.0.0.0")
+        out = []
+        monitors = self.by_kind("ServiceMonitor") + self.by_kind("PodMonitor")
+        if not enabled:
+            out += [f"{ident(m)}: rendered although serviceMonitor.enabled is false" for m in monitors]
+        for p in self.pods:
+            binary = COMPONENT_BINARY.get(p.component)
+            if not binary or p.owner.get("kind") not in WORKLOAD_KINDS:
+                continue
+            c = (p.spec.get("containers") or [{}])[0]
+            where = f"{p.name}/{c.get('name')}"
+            if binary in ("task_service", "worker"):
+                if binary == "task_service":
+                    cfg, key, other = v.get("taskService") or {}, "taskService.metricsPort", "listen"
+                else:
+                    pool = p.labels.get("taskmesh.io/pool")
+                    cfg, key, other = self.pool_of(p), f"workers.pools[{pool}].metricsPort", "health_listen"
+                want_port = int(cfg.get("metricsPort") or 0)
+                want = f"{host}:{want_port}" if want_port else ""
+                got = (container_env(c).get("TASKMESH_METRICS_LISTEN") or {}).get("value")
+                if got != want:
+                    out.append(f"{where}: --metrics_listen is {got!r}, but {key} says {want!r}")
+                port = self.listen_port(c, "metrics_listen")
+                named = [q for q in c.get("ports") or [] if q.get("name") == "metrics"]
+                if port:
+                    if len(named) != 1 or named[0].get("containerPort") != port or \
+                            named[0].get("protocol", "TCP") != "TCP":
+                        found = [q.get("containerPort") for q in named]
+                        out.append(f"{where}: container port 'metrics' {found} != --metrics_listen port {port}")
+                    if self.listen_port(c, other) == port:
+                        out.append(f"{where}: --metrics_listen and --{other} both use port {port}")
+                elif named:
+                    out.append(f"{where}: a container port 'metrics' although --metrics_listen is off")
+            else:
+                port = self.listen_port(c, "listen")   # the gateway's /metrics is on --listen
+            targets = self.scrapes(p)
+            if enabled and port:
+                good = [t for t in targets if t[1] == port and t[2] == "/metrics"]
+                if not good:
+                    out.append(f"{p.name}: /metrics on port {port} is scraped by no ServiceMonitor or "
+                               f"PodMonitor although serviceMonitor.enabled")
+                elif len(good) > 1:
+                    out.append(f"{p.name}: /metrics scraped {len(good)} times: {[t[0] for t in good]}")
+            for mon, tport, path in targets:
+                if tport != port or path != "/metrics":
+                    out.append(f"{p.name}: {mon} scrapes {path} on port {tport}, not /metrics on port {port}")
         return out
 
     def pool_of(self, pod):
@@ -1033,8 +1177,10 @@ class Checker:
 
     # Value forms (flags-contract.json): s -> a problem, or None.
     FORMS = {
-        "hostport": lambda s: None if HOSTPORT.match(s) and 0 < int(HOSTPORT.match(s).group(2)) < 65536
-        else "not HOST:PORT",
+        "hostport": hostport_problem,
+        # IPV4:PORT, or empty: that server is off (--metrics_listen binds IPv4 only).
+        "ipv4port_or_empty": lambda s: None if s == "" or (IPV4PORT.match(s) and not hostport_problem(s))
+        else "not IPV4:PORT (e.g. 0.0.0.0:9464) or empty",
         "duration": lambda s: None if parse_duration(s) is not None else "not a duration (e.g. 30s, 1m)",
         "int": lambda s: None if re.match(r"^\d+$", s) and 1 <= int(s) < 2 ** 31 else "not a whole number >= 1",
         # 0 means "auto" (e.g. one per core).

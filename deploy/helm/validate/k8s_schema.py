@@ -12,7 +12,7 @@ explicit, small shims and nothing else:
   - Probe.grpc (native gRPC probes, GA in 1.27, on by default since 1.24);
   - autoscaling/v2 (GA in 1.23; the same schema as autoscaling/v2beta2).
 CRDs the chart renders (KEDA ScaledObject/TriggerAuthentication, the
-Prometheus operator's ServiceMonitor) get hand-written schemas of the fields
+Prometheus operator's ServiceMonitor and PodMonitor) get hand-written schemas of the fields
 their CRDs define (only the fields taskmesh may plausibly set; anything else
 is rejected as unknown, which errs on the strict side).
 
@@ -44,6 +44,7 @@ KINDS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "X-ScaledObject",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "X-TriggerAuthentication",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "X-ServiceMonitor",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "X-PodMonitor",
 }
 
 # Fields newer than the 1.22 models: (model, json key) -> type.
@@ -94,6 +95,15 @@ CUSTOM = {
                     "honorTimestamps": "bool", "relabelings": "list[object]",
                     "metricRelabelings": "list[object]", "params": "dict(str, list[str])",
                     "bearerTokenSecret": "V1SecretKeySelector"}, set()),
+    "X-PodMonitor": ({"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta",
+                      "spec": "X-PodMonitorSpec"}, {"apiVersion", "kind", "metadata", "spec"}),
+    "X-PodMonitorSpec": ({"selector": "V1LabelSelector", "namespaceSelector": "X-NamespaceSelector",
+                          "podMetricsEndpoints": "list[X-PodMetricsEndpoint]", "jobLabel": "str",
+                          "podTargetLabels": "list[str]", "sampleLimit": "int"}, {"selector"}),
+    "X-PodMetricsEndpoint": ({"port": "str", "path": "str", "scheme": "str", "interval": "str",
+                              "scrapeTimeout": "str", "honorLabels": "bool", "honorTimestamps": "bool",
+                              "relabelings": "list[object]", "metricRelabelings": "list[object]",
+                              "params": "dict(str, list[str])"}, set()),
 }
 
 # Resource quantities are strings in the models but numbers are accepted.

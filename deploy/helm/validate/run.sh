@@ -10,8 +10,10 @@
 #       offline against Debian's Go packages) and runs its tests, compiles the
 #       test descriptor sets (testdata/, protoc), then renders the chart with
 #       each values file: the defaults, the production example, the
-#       external-Redis example, a minimal variant and the gateway with every
-#       value changed (values/gateway.yaml, with descriptor sets both ways);
+#       external-Redis example, a minimal variant, the gateway with every
+#       value changed (values/gateway.yaml, with descriptor sets both ways)
+#       and metrics away from the defaults (values/metrics.yaml: monitors
+#       on, other ports, a pool with /metrics off);
 #   (c) checks every rendered object strictly (check.py) and proves the checks
 #       can fail (selftest.py, and renders that must be refused);
 #   (d) cross-checks the chart's flags against the binaries' --help and runs
@@ -126,6 +128,7 @@ renders=(
   "production|$root/deploy/helm/examples/values-production.yaml"
   "external-redis|$root/deploy/helm/examples/values-external-redis.yaml"
   "minimal|$here/values/minimal.yaml"
+  "metrics|$here/values/metrics.yaml"
 )
 ((desc_ok)) && renders+=("gateway|$here/values/gateway.yaml,$work/descriptors.yaml")
 apis="keda.sh/v1alpha1,monitoring.coreos.com/v1"
@@ -175,6 +178,12 @@ refuse "periodicTasks need a worker running at all times" -set "periodicTasks=[$
 refuse "periodicTasks[0].name \"bad name\"" -set "periodicTasks=[${tick/tick/\"bad name\"}]" -set "$warm"
 refuse "name, queue, schedule and task.type are required" -set 'periodicTasks=[{name: tick, queue: default, task: {type: echo}}]' -set "$warm"
 refuse "name \"tick\" is used twice" -set "periodicTasks=[$tick, $tick]" -set "$warm"
+refuse "taskService.metricsPort 50051 is also taskService.port" -set taskService.metricsPort=50051
+refuse "workers.pools[default].metricsPort 8081 is also its healthPort" -set workers.metricsPort=8081
+refuse "workers.pools[a].metricsPort must be 0 (no /metrics) or a port 1-65535" \
+  -set 'workers.pools=[{name: a, queues: [default], metricsPort: 70000}]'
+refuse "taskService.metricsPort must be 0 (no /metrics) or a port" -set taskService.metricsPort=-1
+refuse "listenHost \"[::]\": --metrics_listen binds an IPv4 address only" -set 'listenHost="[::]"'
 refuse "gateway.terminationGracePeriodSeconds is derived" -set gateway.terminationGracePeriodSeconds=30
 refuse "gateway.maxJsonDepth must be 1-99" -set gateway.maxJsonDepth=100
 refuse "gateway.maxHeaderBytes must be at least 1024" -set gateway.maxHeaderBytes=512

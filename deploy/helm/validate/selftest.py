@@ -240,6 +240,31 @@ def m_values_pool(objs, v):
     v["workers"]["pools"].append({"name": "missing", "queues": ["x"]})
 
 
+# ---- metrics (--metrics_listen of task_service and workers)
+
+def m_metrics_port(objs, v):
+    next(q for q in container(objs, "worker")["ports"] if q["name"] == "metrics")["containerPort"] = 9465
+
+
+def m_metrics_pool_off_ignored(objs, v):
+    # A pool's metricsPort 0 must turn --metrics_listen off (Helm's
+    # mergeOverwrite would keep the default 9464 over the pool's 0).
+    v["workers"]["pools"][0]["metricsPort"] = 0
+
+
+def m_metrics_not_scraped(objs, v):
+    v["serviceMonitor"]["enabled"] = True   # but no monitor rendered
+
+
+def m_metrics_ipv6(objs, v):
+    env(objs, "task-service", "TASKMESH_METRICS_LISTEN")["value"] = "[::]:9464"   # the binary exits 2
+
+
+def m_np_metrics_open(objs, v):
+    np = next(o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-task-service"))
+    np["spec"]["ingress"].append({"ports": [{"protocol": "TCP", "port": 9464}]})
+
+
 # ---- the gateway
 
 # A stand-in descriptor set: binary bytes (not UTF-8), naming service Echo.
@@ -422,6 +447,17 @@ CASES = [
     ("redis: noeviction", "redis", "noeviction", m_redis_eviction),
     ("helm-test: queue must be served", "helm-test", "served by no worker pool", m_test_queue),
     ("values: every pool rendered", "values", "pool missing: want one Deployment", m_values_pool),
+    ("metrics: the metrics container port is --metrics_listen's", "metrics",
+     "container port 'metrics' [9465] != --metrics_listen port 9464", m_metrics_port),
+    ("metrics: a pool's metricsPort 0 turns /metrics off", "metrics",
+     "--metrics_listen is '0.0.0.0:9464', but workers.pools[default].metricsPort says ''",
+     m_metrics_pool_off_ignored),
+    ("metrics: with serviceMonitor.enabled every /metrics is scraped", "metrics",
+     "/metrics on port 9464 is scraped by no ServiceMonitor or PodMonitor", m_metrics_not_scraped),
+    ("flags: --metrics_listen is IPV4:PORT or empty", "flags", "is not a valid ipv4port_or_empty",
+     m_metrics_ipv6),
+    ("network: metrics ports closed without serviceMonitor", "network",
+     "unneeded flow allowed: prometheus -> Deployment/taskmesh-task-service:9464", m_np_metrics_open),
     # The gateway. (want None: the change is consistent and must pass.)
     ("flags: every flag of the contract is passed", "flags", "flag --max_body_bytes is set by no value",
      m_gw_flag_missing),

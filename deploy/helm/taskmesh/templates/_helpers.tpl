@@ -178,6 +178,38 @@ $(REDIS_PASSWORD) in the URL after it), --redis and --redis_timeout.
   value: {{ .Values.redis.timeout | quote }}
 {{- end -}}
 
+{{/* ---- metrics ---- */}}
+
+{{/*
+--metrics_listen of the task service or a worker pool: "<listenHost>:PORT", or
+"" (the endpoint off) when metricsPort is 0: (dict "ctx" $ "port" P).
+*/}}
+{{- define "taskmesh.metricsListen" -}}
+{{- if gt (int .port) 0 -}}{{ printf "%s:%d" .ctx.Values.listenHost (int .port) }}{{- end -}}
+{{- end -}}
+
+{{/* The container port of --metrics_listen (none when off): (dict "port" P). */}}
+{{- define "taskmesh.metricsPort" -}}
+{{- if gt (int .port) 0 }}
+- name: metrics
+  containerPort: {{ int .port }}
+  protocol: TCP
+{{- end }}
+{{- end -}}
+
+{{/*
+A metricsPort must be 0 (off) or a port, and not the component's other
+port: (dict "what" VALUE-NAME "port" P "other" PORT "otherWhat" VALUE-NAME).
+*/}}
+{{- define "taskmesh.validateMetricsPort" -}}
+{{- if not (and (include "taskmesh.wholeNumber" .port) (le (int64 .port) 65535)) -}}
+{{- fail (printf "%s must be 0 (no /metrics) or a port 1-65535 (got %v)" .what .port) -}}
+{{- end -}}
+{{- if and (gt (int .port) 0) (eq (int .port) (int .other)) -}}
+{{- fail (printf "%s %d is also %s: --metrics_listen needs a port of its own" .what (int .port) .otherWhat) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* ---- pods ---- */}}
 
 {{- define "taskmesh.podSecurityContext" -}}
@@ -349,6 +381,8 @@ Returns YAML; use with fromYaml. Argument: (dict "ctx" $ "pool" <pool>).
 {{- if not (hasKey $cfg "minReplicas") }}{{ $_ := set $cfg "minReplicas" 0 }}{{ end -}}
 {{- if not (hasKey $cfg "maxReplicas") }}{{ $_ := set $cfg "maxReplicas" 10 }}{{ end -}}
 {{- if not $cfg.lagCount }}{{ $_ := set $cfg "lagCount" $cfg.concurrency }}{{ end -}}
+{{- /* mergeOverwrite keeps the default over a pool's 0: metricsPort 0 is "off". */ -}}
+{{- if hasKey .pool "metricsPort" }}{{ $_ := set $cfg "metricsPort" .pool.metricsPort }}{{ end -}}
 {{- $_ := set $cfg "terminationGracePeriodSeconds" (add $cfg.preStopSleepSeconds $cfg.drainTimeoutSeconds $cfg.terminationGraceMarginSeconds) -}}
 {{ toYaml $cfg }}
 {{- end -}}
@@ -389,14 +423,25 @@ clear message instead of deploying something that cannot work.
 {{- end -}}
 {{- $_ := set $queues (toString .) true -}}
 {{- end -}}
+{{- $c := fromYaml (include "taskmesh.worker.config" (dict "ctx" $ "pool" .)) -}}
+{{- include "taskmesh.validateMetricsPort" (dict "what" (printf "workers.pools[%s].metricsPort" .name) "port" $c.metricsPort "other" $c.healthPort "otherWhat" "its healthPort") -}}
 {{- $min := int (default 0 .minReplicas) -}}
 {{- $max := int (default 10 .maxReplicas) -}}
 {{- if or (lt $max 1) (gt $min $max) -}}
 {{- fail (printf "workers.pools[%s]: need 0 <= minReplicas <= maxReplicas and maxReplicas >= 1" .name) -}}
 {{- end -}}
 {{- end -}}
+{{- include "taskmesh.validateMetricsPort" (dict "what" "taskService.metricsPort" "port" .Values.taskService.metricsPort "other" .Values.taskService.port "otherWhat" "taskService.port") -}}
 {{- if and .Values.tests.enabled .Values.gateway.enabled (not (hasKey $queues .Values.tests.queue)) -}}
 {{- fail (printf "tests.queue %q is served by no worker pool" .Values.tests.queue) -}}
+{{- end -}}
+{{- /* --metrics_listen binds IPv4 only (IPV4:PORT). */ -}}
+{{- $metricsOn := gt (int .Values.taskService.metricsPort) 0 -}}
+{{- range .Values.workers.pools -}}
+{{- if gt (int (fromYaml (include "taskmesh.worker.config" (dict "ctx" $ "pool" .))).metricsPort) 0 }}{{ $metricsOn = true }}{{ end -}}
+{{- end -}}
+{{- if and $metricsOn (not (regexMatch "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" (toString .Values.listenHost))) -}}
+{{- fail (printf "listenHost %q: --metrics_listen binds an IPv4 address only; on an IPv6-only cluster set taskService.metricsPort and workers.metricsPort (and any pool's) to 0" (toString .Values.listenHost)) -}}
 {{- end -}}
 {{- /* Periodic tasks: the worker checks the file fully when it starts (a bad
      entry would crash-loop every worker pod); refuse what can be seen here. */ -}}
@@ -547,6 +592,19 @@ crash-looping Deployment); refusing them here names the value at fault.
   ports:
     - {protocol: UDP, port: 53}
     - {protocol: TCP, port: 53}
+{{- end -}}
+
+{{/*
+NetworkPolicy ingress rule: Prometheus (serviceMonitor.prometheusFrom; empty:
+any peer) to a metrics port: (dict "ctx" $ "port" P).
+*/}}
+{{- define "taskmesh.np.metricsIngress" -}}
+- ports:
+    - {protocol: TCP, port: {{ int .port }}}
+  {{- with .ctx.Values.serviceMonitor.prometheusFrom }}
+  from:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end -}}
 
 {{/* NetworkPolicy egress rule to Redis (the internal pods, or the external port). */}}
