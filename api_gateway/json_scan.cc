@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "api_gateway/utf8.h"
 
 namespace taskmesh::gateway {
 namespace {
@@ -172,29 +173,8 @@ class Scanner {
 
   // One multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates).
   bool ScanUtf8() {
-    const unsigned char c = static_cast<unsigned char>(text_[pos_]);
-    int len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return false;
-    }
-    if (pos_ + len > text_.size()) return false;
-    const unsigned char second = static_cast<unsigned char>(text_[pos_ + 1]);
-    if (second < lo || second > hi) return false;
-    for (int i = 2; i < len; ++i) {
-      const unsigned char b = static_cast<unsigned char>(text_[pos_ + i]);
-      if (b < 0x80 || b > 0xBF) return false;
-    }
+    const size_t len = Utf8SequenceLength(text_, pos_);
+    if (len == 0) return false;
     pos_ += len;
     return true;
   }

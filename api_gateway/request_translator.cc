@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "api_gateway/json_scan.h"
 #include "api_gateway/url_codec.h"
+#include "api_gateway/utf8.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace taskmesh::gateway {
@@ -95,41 +96,6 @@ bool ParseDouble(absl::string_view v, double* out) {
     }
   }
   return !v.empty() && absl::SimpleAtod(v, out);
-}
-
-bool IsValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    int len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return false;
-    }
-    if (i + len > s.size()) return false;
-    const unsigned char second = static_cast<unsigned char>(s[i + 1]);
-    if (second < lo || second > hi) return false;
-    for (int k = 2; k < len; ++k) {
-      const unsigned char b = static_cast<unsigned char>(s[i + k]);
-      if (b < 0x80 || b > 0xBF) return false;
-    }
-    i += len;
-  }
-  return true;
 }
 
 std::string JsonQuote(absl::string_view s) {
