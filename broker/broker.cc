@@ -273,44 +273,54 @@ void Broker::Delete(const std::string& queue, const std::string& id, Callback<bo
 }
 
 void Broker::GetQueue(const std::string& queue, Callback<taskmesh::v1::Queue> done) {
-  client_->Send(
-      {"SISMEMBER", std::string(kQueuesKey), queue},
-      [this, queue, done = std::move(done)](absl::StatusOr<Reply> known) mutable {
-        if (!known.ok()) {
-          done(known.status());
+  IfQueueExists(queue, std::move(done),
+                [this, queue](Callback<taskmesh::v1::Queue> done) {
+                  ReadStats(queue, std::move(done));
+                });
+}
+
+void Broker::IfQueueExists(const std::string& queue, Callback<taskmesh::v1::Queue> done,
+                           absl::AnyInvocable<void(Callback<taskmesh::v1::Queue>)> then) {
+  client_->Send({"SISMEMBER", std::string(kQueuesKey), queue},
+                [queue, done = std::move(done),
+                 then = std::move(then)](absl::StatusOr<Reply> known) mutable {
+                  if (!known.ok()) {
+                    done(known.status());
+                  } else if (known->integer() != 1) {
+                    done(absl::NotFoundError(absl::StrCat("queue queues/", queue, " not found")));
+                  } else {
+                    then(std::move(done));
+                  }
+                });
+}
+
+void Broker::ReadStats(const std::string& queue, Callback<taskmesh::v1::Queue> done) {
+  client_->Eval(
+      scripts::Stats(), {MetaKey(queue)}, ScriptArgs(QueuePrefix(queue), options_, {}),
+      [queue, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+        if (!reply.ok()) {
+          done(reply.status());
           return;
         }
-        if (known->integer() != 1) {
-          done(absl::NotFoundError(absl::StrCat("queue queues/", queue, " not found")));
+        absl::StatusOr<const std::vector<Reply>*> v = reply->AsArray(8);
+        if (!v.ok()) {
+          done(v.status());
           return;
         }
-        client_->Eval(
-            scripts::Stats(), {MetaKey(queue)}, ScriptArgs(QueuePrefix(queue), options_, {}),
-            [queue, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
-              if (!reply.ok()) {
-                done(reply.status());
-                return;
-              }
-              absl::StatusOr<const std::vector<Reply>*> v = reply->AsArray(8);
-              if (!v.ok()) {
-                done(v.status());
-                return;
-              }
-              const auto& e = **v;
-              taskmesh::v1::Queue q;
-              q.set_name(absl::StrCat("queues/", queue));
-              q.set_paused(e[0].integer() == 1);
-              q.set_pending(e[1].integer());
-              q.set_running(e[2].integer());
-              q.set_scheduled(e[3].integer());
-              q.set_dead(e[4].integer());
-              q.set_succeeded_per_second(e[5].integer() / 60.0);
-              q.set_failed_per_second(e[6].integer() / 60.0);
-              double rate = 0;
-              (void)absl::SimpleAtod(e[7].str(), &rate);
-              q.set_rate_limit(rate);
-              done(std::move(q));
-            });
+        const auto& e = **v;
+        taskmesh::v1::Queue q;
+        q.set_name(absl::StrCat("queues/", queue));
+        q.set_paused(e[0].integer() == 1);
+        q.set_pending(e[1].integer());
+        q.set_running(e[2].integer());
+        q.set_scheduled(e[3].integer());
+        q.set_dead(e[4].integer());
+        q.set_succeeded_per_second(e[5].integer() / 60.0);
+        q.set_failed_per_second(e[6].integer() / 60.0);
+        double rate = 0;
+        (void)absl::SimpleAtod(e[7].str(), &rate);
+        q.set_rate_limit(rate);
+        done(std::move(q));
       });
 }
 
@@ -397,24 +407,16 @@ void Broker::SetRateLimit(const std::string& queue, double rate_limit,
 
 void Broker::UpdateMeta(const std::string& queue, redis::Args command,
                         Callback<taskmesh::v1::Queue> done) {
-  client_->Send({"SISMEMBER", std::string(kQueuesKey), queue},
-                [this, queue, command = std::move(command),
-                 done = std::move(done)](absl::StatusOr<Reply> known) mutable {
-                  if (!known.ok()) {
-                    done(known.status());
-                    return;
-                  }
-                  if (known->integer() != 1) {
-                    done(absl::NotFoundError(absl::StrCat("queue queues/", queue, " not found")));
-                    return;
-                  }
+  IfQueueExists(queue, std::move(done),
+                [this, queue, command = std::move(command)](
+                    Callback<taskmesh::v1::Queue> done) mutable {
                   client_->Send(std::move(command), [this, queue, done = std::move(done)](
                                                         absl::StatusOr<Reply> reply) mutable {
                     if (!reply.ok() || reply->is_error()) {
                       done(reply.ok() ? reply->ToStatus() : reply.status());
                       return;
                     }
-                    GetQueue(queue, std::move(done));
+                    ReadStats(queue, std::move(done));
                   });
                 });
 }

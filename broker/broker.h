@@ -109,6 +109,11 @@ class Broker {
  private:
   void Enqueue(const std::string& queue, const std::string& id, const taskmesh::v1::Task& task,
                const std::string& tick_key, int64_t tick, Callback<Created> done);
+  // Runs `then` if the queue exists, else answers NOT_FOUND.
+  void IfQueueExists(const std::string& queue, Callback<taskmesh::v1::Queue> done,
+                     absl::AnyInvocable<void(Callback<taskmesh::v1::Queue>)> then);
+  // The queue's figures, without checking that it exists.
+  void ReadStats(const std::string& queue, Callback<taskmesh::v1::Queue> done);
   // Runs `command` on a queue that must exist, then answers with its figures.
   void UpdateMeta(const std::string& queue, redis::Args command,
                   Callback<taskmesh::v1::Queue> done);
