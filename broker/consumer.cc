@@ -19,14 +19,6 @@ namespace {
 
 using ::taskmesh::redis::Reply;
 
-int64_t IntField(const Record& record, absl::string_view field) {
-  int64_t v = 0;
-  auto it = record.find(field);
-  if (it != record.end()) (void)absl::SimpleAtoi(it->second, &v);
-  return v;
-}
-
-
 constexpr absl::string_view kSuffixes[] = {"high", "", "low"};
 
 }  // namespace
@@ -88,22 +80,24 @@ absl::StatusOr<std::vector<Lease>> Consumer::ParseStarted(const std::string& que
   const auto& e = reply.elements();
   std::vector<Lease> leases;
   for (size_t i = 2; i + 2 < e.size(); i += 3) {
-    ASSIGN_OR_RETURN(Record record, e[i + 2].AsMap());
+    // The start script's fields: id, type, payload, pk, attempt, max_att, tmo_ms.
+    ASSIGN_OR_RETURN(const std::vector<Reply>* f, e[i + 2].AsArray(7));
+    auto integer = [&](size_t k) -> int64_t {
+      int64_t v = 0;
+      (void)absl::SimpleAtoi((*f)[k].str(), &v);
+      return v;
+    };
     Lease lease;
     lease.queue = queue;
     lease.stream = e[i].str();
     lease.stream_id = e[i + 1].str();
-    auto get = [&](absl::string_view f) -> std::string {
-      auto it = record.find(f);
-      return it == record.end() ? "" : it->second;
-    };
-    lease.type = get("type");
-    lease.payload.data = get("payload");
-    lease.payload.is_json = get("pk") != "b";
-    lease.attempt = static_cast<int>(IntField(record, "attempt"));
-    lease.max_attempts = static_cast<int>(IntField(record, "max_att"));
-    lease.timeout = absl::Milliseconds(IntField(record, "tmo_ms"));
-    lease.task_id = get("id");
+    lease.task_id = (*f)[0].str();
+    lease.type = (*f)[1].str();
+    lease.payload.data = (*f)[2].str();
+    lease.payload.is_json = (*f)[3].str() != "b";
+    lease.attempt = static_cast<int>(integer(4));
+    lease.max_attempts = static_cast<int>(integer(5));
+    lease.timeout = absl::Milliseconds(integer(6));
     leases.push_back(std::move(lease));
   }
   return leases;

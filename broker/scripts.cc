@@ -68,8 +68,9 @@ local function ack(stream, sid)
   redis.call('XDEL', stream, sid)
 end
 
--- Starts the task of a delivered stream entry under a lease; returns its
--- record, or nil when there is nothing to run (stale entry, dead letter).
+-- Starts the task of a delivered stream entry under a lease; returns the
+-- fields a worker needs (id, type, payload, pk, attempt, max_att, tmo_ms),
+-- or nil when there is nothing to run (stale entry, dead letter).
 local function start(stream, sid, id, consumer, lease_ms, poison_after, now)
   local task = tkey(id)
   local cur = redis.call('HMGET', task, 'state', 'sid', 'attempt', 'max_att', 'cancel')
@@ -101,7 +102,8 @@ local function start(stream, sid, id, consumer, lease_ms, poison_after, now)
   redis.call('HINCRBY', task, 'attempt', 1)
   redis.call('HSET', task, 'stime', now, 'lease', now + lease_ms, 'consumer', consumer)
   set_state(id, task, state, 'RUNNING', now)
-  return redis.call('HGETALL', task)
+  -- Only what the worker needs to run it (see Consumer::ParseStarted).
+  return redis.call('HMGET', task, 'id', 'type', 'payload', 'pk', 'attempt', 'max_att', 'tmo_ms')
 end
 
 local function id_of(fields)
