@@ -27,31 +27,45 @@ local function stream_for(prio)
   return P .. 'stream'
 end
 
--- Moves a task between state indexes, bumps its version, tells watchers.
-local function set_state(id, task, from, to, now)
+-- Moves a task between state indexes and writes its new state together with
+-- `fields` (a flat field, value list) in one HSET; bumps its version and
+-- tells watchers. `attempt`: the task's attempt number (read when nil).
+local function set_state(id, task, from, to, now, attempt, fields)
   if from then redis.call('ZREM', P .. 's:' .. from, id) end
   redis.call('ZADD', P .. 's:' .. to, now, id)
-  redis.call('HSET', task, 'state', to, 'mtime', now)
+  local hset = {'state', to, 'mtime', now}
+  if fields then
+    for i = 1, #fields do hset[#hset + 1] = fields[i] end
+  end
+  redis.call('HSET', task, unpack(hset))
   local ver = redis.call('HINCRBY', task, 'ver', 1)
-  local attempt = redis.call('HGET', task, 'attempt') or '0'
+  attempt = attempt or redis.call('HGET', task, 'attempt') or '0'
   redis.call('PUBLISH', P .. 'events', id .. ' ' .. ver .. ' ' .. to .. ' ' .. attempt)
 end
 
--- Counts an outcome in a per-second bucket kept for two minutes.
+-- Counts an outcome in a per-second bucket kept for two minutes. True for
+-- the first outcome of its second.
 local function count(what, now)
   local k = P .. 'n:' .. what .. ':' .. math.floor(now / 1000)
-  redis.call('INCR', k)
-  redis.call('EXPIRE', k, 120)
+  if redis.call('INCR', k) == 1 then
+    redis.call('EXPIRE', k, 120)
+    return true
+  end
+  return false
 end
 
--- Ends a task: terminal state, expiry after the retention, old index
--- entries pruned.
-local function finish(id, task, from, to, now)
-  redis.call('HSET', task, 'etime', now)
+-- Ends a task: terminal state (with `fields`, as for set_state), expiry
+-- after the retention. With `prune` (about once a second), index entries
+-- older than the retention go too.
+local function finish(id, task, from, to, now, attempt, fields, prune)
+  local f = {'etime', now}
+  if fields then
+    for i = 1, #fields do f[#f + 1] = fields[i] end
+  end
   redis.call('HDEL', task, 'lease', 'cancel')
-  set_state(id, task, from, to, now)
+  set_state(id, task, from, to, now, attempt, f)
   redis.call('PEXPIRE', task, RETENTION)
-  redis.call('ZREMRANGEBYSCORE', P .. 's:' .. to, '-inf', now - RETENTION)
+  if prune then redis.call('ZREMRANGEBYSCORE', P .. 's:' .. to, '-inf', now - RETENTION) end
 end
 
 -- Appends a task id to a stream. A new stream gets its consumer group at
@@ -84,24 +98,23 @@ local function start(stream, sid, id, consumer, lease_ms, poison_after, now)
     local lost = redis.call('HINCRBY', task, 'lost', 1)
     if cur[5] == '1' then
       ack(stream, sid)
-      redis.call('HSET', task, 'err_code', 1, 'err_msg', 'cancelled while running')
-      finish(id, task, 'RUNNING', 'CANCELLED', now)
+      finish(id, task, 'RUNNING', 'CANCELLED', now, cur[3],
+             {'err_code', 1, 'err_msg', 'cancelled while running'}, true)
       return nil
     end
     local attempt = tonumber(cur[3])
     if lost >= poison_after or attempt >= tonumber(cur[4]) then
       ack(stream, sid)
-      redis.call('HSET', task, 'err_code', 10, 'err_msg',
+      local first = count('fail', now)
+      finish(id, task, 'RUNNING', 'FAILED', now, cur[3], {'err_code', 10, 'err_msg',
         'attempt ' .. attempt .. ' was lost: its worker stopped renewing the lease (crashed or ' ..
-        'stalled); ' .. lost .. ' attempt(s) lost in all, dead-lettered')
-      count('fail', now)
-      finish(id, task, 'RUNNING', 'FAILED', now)
+        'stalled); ' .. lost .. ' attempt(s) lost in all, dead-lettered'}, first)
       return nil
     end
   end
-  redis.call('HINCRBY', task, 'attempt', 1)
-  redis.call('HSET', task, 'stime', now, 'lease', now + lease_ms, 'consumer', consumer)
-  set_state(id, task, state, 'RUNNING', now)
+  local attempt = redis.call('HINCRBY', task, 'attempt', 1)
+  set_state(id, task, state, 'RUNNING', now, attempt,
+            {'stime', now, 'lease', now + lease_ms, 'consumer', consumer})
   -- Only what the worker needs to run it (see Consumer::ParseStarted).
   return redis.call('HMGET', task, 'id', 'type', 'payload', 'pk', 'attempt', 'max_att', 'tmo_ms')
 end
@@ -161,19 +174,28 @@ end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
 local id = ARGV[3]
 local now = now_ms()
-local fields = {'id', id, 'attempt', 0, 'lost', 0, 'ver', 0, 'ctime', now}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-local h = redis.call('HMGET', KEYS[1], 'sched_ms', 'prio')
+-- One HSET writes the whole record, its state included.
+local fields = {'id', id, 'attempt', 0, 'lost', 0, 'ver', 1, 'ctime', now, 'mtime', now}
+local sched, prio = 0, nil
+for i = 8, #ARGV, 2 do
+  fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+  if ARGV[i] == 'sched_ms' then sched = tonumber(ARGV[i + 1]) or 0 end
+  if ARGV[i] == 'prio' then prio = ARGV[i + 1] end
+end
 local state = 'PENDING'
-if (tonumber(h[1]) or 0) > now then
-  redis.call('ZADD', P .. 'scheduled', h[1], id)
+if sched > now then
+  redis.call('ZADD', P .. 'scheduled', sched, id)
   state = 'SCHEDULED'
 else
-  local sid = xadd(stream_for(h[2]), id)
-  redis.call('HSET', KEYS[1], 'sid', sid)
+  fields[#fields + 1] = 'sid'
+  fields[#fields + 1] = xadd(stream_for(prio), id)
 end
-set_state(id, KEYS[1], nil, state, now)
+fields[#fields + 1] = 'state'
+fields[#fields + 1] = state
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', P .. 's:' .. state, now, id)
+redis.call('PUBLISH', P .. 'events', id .. ' 1 ' .. state .. ' 0')
 if idem ~= '' then redis.call('SET', idem, id, 'EX', ARGV[4]) end
 return {1, now, state}
 )lua");
@@ -288,7 +310,7 @@ const redis::Script& Progress() {
 local cur = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'sid')
 if cur[1] ~= 'RUNNING' or cur[2] ~= ARGV[5] or cur[3] ~= ARGV[4] then return 0 end
 redis.call('HSET', KEYS[1], 'prog_pct', ARGV[6], 'prog_msg', ARGV[7])
-set_state(ARGV[3], KEYS[1], 'RUNNING', 'RUNNING', now_ms())
+set_state(ARGV[3], KEYS[1], 'RUNNING', 'RUNNING', now_ms(), ARGV[5])
 return 1
 )lua");
   return *s;
@@ -309,32 +331,34 @@ local now = now_ms()
 ack(ARGV[6], ARGV[4])
 -- A requested cancellation wins over whatever the attempt produced.
 if cur[5] == '1' then
-  redis.call('HSET', KEYS[1], 'err_code', 1, 'err_msg', 'cancelled while running')
-  finish(id, KEYS[1], 'RUNNING', 'CANCELLED', now)
+  finish(id, KEYS[1], 'RUNNING', 'CANCELLED', now, ARGV[5],
+         {'err_code', 1, 'err_msg', 'cancelled while running'}, true)
   return 'cancelled'
 end
 if ARGV[7] == 'S' then
-  count('ok', now)
-  redis.call('HSET', KEYS[1], 'rk', ARGV[8], 'result', ARGV[9])
-  finish(id, KEYS[1], 'RUNNING', 'SUCCEEDED', now)
+  local first = count('ok', now)
+  finish(id, KEYS[1], 'RUNNING', 'SUCCEEDED', now, ARGV[5], {'rk', ARGV[8], 'result', ARGV[9]},
+         first)
   return 'succeeded'
 end
-count('fail', now)
-redis.call('HSET', KEYS[1], 'err_code', ARGV[10], 'err_msg', ARGV[11])
+local first = count('fail', now)
+local err = {'err_code', ARGV[10], 'err_msg', ARGV[11]}
 if ARGV[12] == '1' and tonumber(cur[2]) < tonumber(cur[4]) then
   redis.call('HDEL', KEYS[1], 'lease')
   local delay = tonumber(ARGV[13])
   if delay > 0 then
-    redis.call('HSET', KEYS[1], 'sid', '')
     redis.call('ZADD', P .. 'scheduled', now + delay, id)
-    set_state(id, KEYS[1], 'RUNNING', 'SCHEDULED', now)
+    err[#err + 1] = 'sid'
+    err[#err + 1] = ''
+    set_state(id, KEYS[1], 'RUNNING', 'SCHEDULED', now, ARGV[5], err)
   else
-    redis.call('HSET', KEYS[1], 'sid', xadd(stream_for(cur[6]), id))
-    set_state(id, KEYS[1], 'RUNNING', 'PENDING', now)
+    err[#err + 1] = 'sid'
+    err[#err + 1] = xadd(stream_for(cur[6]), id)
+    set_state(id, KEYS[1], 'RUNNING', 'PENDING', now, ARGV[5], err)
   end
   return 'retrying'
 end
-finish(id, KEYS[1], 'RUNNING', 'FAILED', now)
+finish(id, KEYS[1], 'RUNNING', 'FAILED', now, ARGV[5], err, first)
 return 'failed'
 )lua");
   return *s;
@@ -351,14 +375,14 @@ if cur[1] ~= 'RUNNING' or cur[2] ~= ARGV[5] or cur[3] ~= ARGV[4] then return 0 e
 local now = now_ms()
 ack(ARGV[6], ARGV[4])
 if cur[5] == '1' then
-  redis.call('HSET', KEYS[1], 'err_code', 1, 'err_msg', 'cancelled while running')
-  finish(id, KEYS[1], 'RUNNING', 'CANCELLED', now)
+  finish(id, KEYS[1], 'RUNNING', 'CANCELLED', now, cur[2],
+         {'err_code', 1, 'err_msg', 'cancelled while running'}, true)
   return 1
 end
-redis.call('HINCRBY', KEYS[1], 'attempt', -1)
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', -1)
 redis.call('HDEL', KEYS[1], 'lease')
-redis.call('HSET', KEYS[1], 'sid', xadd(stream_for(cur[4]), id))
-set_state(id, KEYS[1], 'RUNNING', 'PENDING', now)
+set_state(id, KEYS[1], 'RUNNING', 'PENDING', now, attempt,
+          {'sid', xadd(stream_for(cur[4]), id)})
 return 1
 )lua");
   return *s;
@@ -374,10 +398,9 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumb
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[1], id)
   local task = tkey(id)
-  local cur = redis.call('HMGET', task, 'state', 'prio')
+  local cur = redis.call('HMGET', task, 'state', 'prio', 'attempt')
   if cur[1] == 'SCHEDULED' then
-    redis.call('HSET', task, 'sid', xadd(stream_for(cur[2]), id))
-    set_state(id, task, 'SCHEDULED', 'PENDING', now)
+    set_state(id, task, 'SCHEDULED', 'PENDING', now, cur[3], {'sid', xadd(stream_for(cur[2]), id)})
   end
 end
 local next_due = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -404,14 +427,13 @@ if state == 'PENDING' then
 elseif state == 'SCHEDULED' then
   redis.call('ZREM', P .. 'scheduled', id)
 elseif state == 'RUNNING' then
-  redis.call('HSET', KEYS[1], 'cancel', 1)
-  set_state(id, KEYS[1], 'RUNNING', 'RUNNING', now)
+  set_state(id, KEYS[1], 'RUNNING', 'RUNNING', now, nil, {'cancel', 1})
   return 'requested'
 else
   return state
 end
-redis.call('HSET', KEYS[1], 'err_code', 1, 'err_msg', 'cancelled before it ran')
-finish(id, KEYS[1], state, 'CANCELLED', now)
+finish(id, KEYS[1], state, 'CANCELLED', now, nil,
+       {'err_code', 1, 'err_msg', 'cancelled before it ran'}, true)
 return 'cancelled'
 )lua");
   return *s;
@@ -431,9 +453,8 @@ local now = now_ms()
 redis.call('PERSIST', KEYS[1])
 redis.call('HDEL', KEYS[1], 'err_code', 'err_msg', 'rk', 'result', 'etime', 'stime',
            'prog_pct', 'prog_msg', 'cancel', 'lease', 'consumer')
-redis.call('HSET', KEYS[1], 'attempt', 0, 'lost', 0,
-           'sid', xadd(stream_for(cur[2]), id))
-set_state(id, KEYS[1], state, 'PENDING', now)
+set_state(id, KEYS[1], state, 'PENDING', now, 0,
+          {'attempt', 0, 'lost', 0, 'sid', xadd(stream_for(cur[2]), id)})
 return 'retried'
 )lua");
   return *s;
