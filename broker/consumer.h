@@ -92,7 +92,7 @@ class Consumer {
 
   // Waits up to `block` for a new entry on any of `queues`, on `conn` (a
   // blocking read must not stall the pipelined client), and starts what
-  // arrived (at most one task per stream).
+  // arrived (at most one task per stream), also on `conn`.
   absl::StatusOr<std::vector<Lease>> Wait(redis::Connection& conn,
                                           const std::vector<std::string>& queues,
                                           absl::Duration block);

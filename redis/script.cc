@@ -46,6 +46,14 @@ Args Script::EvalArgs(const std::vector<std::string>& keys,
   return BuildArgs("EVAL", source_, keys, args);
 }
 
+absl::StatusOr<Reply> EvalOn(Connection& conn, const Script& script,
+                             const std::vector<std::string>& keys,
+                             const std::vector<std::string>& args) {
+  absl::StatusOr<Reply> reply = conn.Command(script.EvalShaArgs(keys, args));
+  if (reply.ok() && IsNoScript(*reply)) return conn.Command(script.EvalArgs(keys, args));
+  return reply;
+}
+
 bool IsNoScript(const Reply& reply) {
   return reply.is_error() && absl::StartsWith(reply.str(), "NOSCRIPT");
 }

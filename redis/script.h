@@ -39,6 +39,12 @@ class Script {
 // True for the error reply that asks for the script's source.
 bool IsNoScript(const Reply& reply);
 
+// Runs `script` on `conn` (blocking): EVALSHA, then EVAL once if Redis lacks
+// the script.
+absl::StatusOr<Reply> EvalOn(Connection& conn, const Script& script,
+                             const std::vector<std::string>& keys,
+                             const std::vector<std::string>& args);
+
 }  // namespace taskmesh::redis
 
 #endif  // TASKMESH_REDIS_SCRIPT_H_

@@ -1,5 +1,7 @@
 #include "redis/script.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -86,6 +88,23 @@ TEST_F(ScriptRedisTest, EvalShaFailsWithNoScriptUntilEvalCachesIt) {
   EXPECT_TRUE(IsNoScript(*conn_->Command(script.EvalShaArgs({"n"}, {"1"}))));
   // The failed EVALSHA did not run.
   EXPECT_EQ(*conn_->Command({"GET", "n"})->AsInteger(), 7);
+}
+
+TEST_F(ScriptRedisTest, EvalOnSendsTheSourceOnlyWhenRedisLacksIt) {
+  Script script("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+  auto count_evals = [&] {
+    // `cmdstat_eval:calls=N,...` in INFO commandstats.
+    std::string info = conn_->Command({"INFO", "commandstats"})->str();
+    const size_t at = info.find("cmdstat_eval:calls=");
+    if (at == std::string::npos) return 0;
+    return std::atoi(info.c_str() + at + std::strlen("cmdstat_eval:calls="));
+  };
+  EXPECT_EQ(*EvalOn(*conn_, script, {"n"}, {"5"})->AsInteger(), 5);  // NOSCRIPT, then EVAL.
+  EXPECT_EQ(*EvalOn(*conn_, script, {"n"}, {"2"})->AsInteger(), 7);  // EVALSHA alone.
+  EXPECT_EQ(count_evals(), 1);
+  ASSERT_EQ(conn_->Command({"SCRIPT", "FLUSH"})->str(), "OK");
+  EXPECT_EQ(*EvalOn(*conn_, script, {"n"}, {"1"})->AsInteger(), 8);  // Recovers once more.
+  EXPECT_EQ(count_evals(), 2);
 }
 
 TEST_F(ScriptRedisTest, KeysAndArgsAreBinarySafe) {
