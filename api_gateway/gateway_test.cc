@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -535,7 +536,14 @@ TEST_F(GatewayTest, MetricsCountRequestsByRouteAndCode) {
   Call("GET", "/v1/things/t");
   Call("GET", "/v2/none");
   Call("GET", "/v1/streams/s:watch?count=2");
-  const std::string text = Call("GET", "/metrics").body;
+  // The stream's request ends just after its last chunk reaches the client:
+  // scrape until only the scrape itself is in flight (bounded).
+  std::string text;
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  do {
+    text = Call("GET", "/metrics").body;
+  } while (!absl::StrContains(text, "taskmesh_gateway_requests_in_flight 1\n") &&
+           absl::Now() < deadline);
   EXPECT_THAT(text, HasSubstr(
       "taskmesh_gateway_requests_total{route=\"GET /v1/{name=things/*}\",code=\"200\"} 2\n"));
   EXPECT_THAT(text, HasSubstr("taskmesh_gateway_requests_total{route=\"unmatched\",code=\"404\"} 1\n"));
