@@ -65,14 +65,6 @@ inline std::string PeriodicTickKey(absl::string_view queue, absl::string_view na
   return absl::StrCat(QueuePrefix(queue), "periodic:", name);
 }
 
-inline std::string CounterKey(absl::string_view queue, absl::string_view what, int64_t second) {
-  return absl::StrCat(QueuePrefix(queue), "n:", what, ":", second);
-}
-
-inline std::string EventsChannel(absl::string_view queue) {
-  return absl::StrCat(QueuePrefix(queue), "events");
-}
-
 // The queue of an events channel; empty when `channel` is not one.
 inline std::string QueueOfEventsChannel(absl::string_view channel) {
   if (!absl::ConsumePrefix(&channel, "taskmesh:{") ||

@@ -1,4 +1,4 @@
-// Conversions between absl::Status and grpc::Status at the RPC edge.
+// Conversion of absl::Status to grpc::Status at the RPC edge.
 // The canonical codes are the same numbers in both.
 #ifndef TASKMESH_COMMON_GRPC_STATUS_H_
 #define TASKMESH_COMMON_GRPC_STATUS_H_
@@ -9,7 +9,6 @@
 namespace taskmesh {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
-absl::Status FromGrpcStatus(const grpc::Status& status);
 
 }  // namespace taskmesh
 

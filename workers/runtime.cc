@@ -298,7 +298,6 @@ void Worker::HandlerLoop() {
       if (ready_.empty()) return;  // exit_handlers_ and nothing left.
       job = std::move(ready_.front());
       ready_.pop_front();
-      job->running = true;
       ++busy_;
     }
     Run(job);

@@ -116,7 +116,6 @@ class Worker {
     // Finish()); the other is then dropped, and the lease is no longer this
     // worker's to renew.
     std::atomic<bool> finishing{false};
-    bool running = false;
   };
   using JobPtr = std::shared_ptr<Job>;
 
