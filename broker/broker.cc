@@ -55,94 +55,115 @@ absl::StatusOr<Record> RecordOf(const Reply& reply) { return reply.AsMap(); }
 }  // namespace
 
 Broker::Broker(redis::Client* client, BrokerOptions options)
-    : client_(client), options_(std::move(options)) {}
+    : client_(client),
+      options_(std::move(options)),
+      enqueue_(client, scripts::Enqueue(), options_, ScriptBatcher::Limits{}) {}
 
 void Broker::Create(const std::string& queue, const std::string& id, const Task& task,
                     Callback<Created> done) {
-  Enqueue(queue, id, task, "", 0, std::move(done));
+  std::vector<NewTask> one;
+  one.push_back(NewTask{id, task, std::move(done)});
+  CreateMany(queue, std::move(one));
+}
+
+void Broker::CreateMany(const std::string& queue, std::vector<NewTask> tasks) {
+  std::vector<ScriptBatcher::Item> items;
+  items.reserve(tasks.size());
+  for (NewTask& t : tasks) {
+    absl::StatusOr<ScriptBatcher::Item> item =
+        EnqueueItem(queue, t.id, std::move(t.task), "", 0, std::move(t.done));
+    if (item.ok()) items.push_back(*std::move(item));
+  }
+  if (items.empty()) return;
+  // The registry of queue names lives outside the queue's slot, so it cannot
+  // join the script; it is idempotent and written first.
+  client_->Send({"SADD", std::string(kQueuesKey), queue}, [](absl::StatusOr<Reply>) {});
+  enqueue_.Add(queue, std::move(items));
 }
 
 void Broker::CreateForTick(const std::string& queue, const std::string& name,
                            int64_t tick_unix_s, const Task& task, Callback<Created> done) {
-  Enqueue(queue, absl::StrCat("periodic-", name, "-", tick_unix_s), task,
-          PeriodicTickKey(queue, name), tick_unix_s, std::move(done));
+  absl::StatusOr<ScriptBatcher::Item> item =
+      EnqueueItem(queue, absl::StrCat("periodic-", name, "-", tick_unix_s), task,
+                  PeriodicTickKey(queue, name), tick_unix_s, std::move(done));
+  if (!item.ok()) return;
+  client_->Send({"SADD", std::string(kQueuesKey), queue}, [](absl::StatusOr<Reply>) {});
+  std::vector<ScriptBatcher::Item> items;
+  items.push_back(*std::move(item));
+  enqueue_.Add(queue, std::move(items));
 }
 
-void Broker::Enqueue(const std::string& queue, const std::string& id, const Task& task,
-                     const std::string& tick_key, int64_t tick, Callback<Created> done) {
+absl::StatusOr<ScriptBatcher::Item> Broker::EnqueueItem(const std::string& queue,
+                                                        const std::string& id, Task task,
+                                                        const std::string& tick_key, int64_t tick,
+                                                        Callback<Created> done) {
   absl::StatusOr<std::vector<std::string>> fields =
       NewTaskFields(task, options_.default_max_attempts);
   if (!fields.ok()) {
     done(fields.status());
-    return;
+    return fields.status();
   }
-  std::vector<std::string> keys = {TaskKey(queue, id)};
-  std::vector<std::string> rest = {
-      id, absl::StrCat(absl::ToInt64Seconds(options_.retention)),
-      task.request_id().empty() ? "" : IdempotencyKey(queue, task.request_id()), tick_key,
-      absl::StrCat(tick)};
-  rest.insert(rest.end(), std::make_move_iterator(fields->begin()),
-              std::make_move_iterator(fields->end()));
-
-  // The registry of queue names lives outside the queue's slot, so it cannot
-  // join the script; it is idempotent and written first.
-  client_->Send({"SADD", std::string(kQueuesKey), queue}, [](absl::StatusOr<Reply>) {});
-
-  client_->Eval(
-      scripts::Enqueue(), keys, ScriptArgs(QueuePrefix(queue), options_, std::move(rest)),
-      [this, queue, id, task, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
-        if (!reply.ok()) {
-          done(reply.status());
+  ScriptBatcher::Item item;
+  item.key = TaskKey(queue, id);
+  item.args = {id, absl::StrCat(absl::ToInt64Seconds(options_.retention)),
+               task.request_id().empty() ? "" : IdempotencyKey(queue, task.request_id()),
+               tick_key, absl::StrCat(tick)};
+  item.args.insert(item.args.end(), std::make_move_iterator(fields->begin()),
+                   std::make_move_iterator(fields->end()));
+  item.done = [this, queue, id, task = std::move(task),
+               done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+    if (!reply.ok()) {
+      done(reply.status());
+      return;
+    }
+    if (reply->is_error()) {
+      done(reply->ToStatus());
+      return;
+    }
+    const auto& e = reply->elements();
+    const int64_t code = e.empty() ? -3 : e[0].integer();
+    if (code == -1) {
+      done(absl::AlreadyExistsError(absl::StrCat("task ", TaskName(queue, id), " already exists")));
+      return;
+    }
+    if (code == -2) {
+      done(absl::AlreadyExistsError(
+          absl::StrCat("task ", TaskName(queue, id), ": its tick was already created")));
+      return;
+    }
+    if (code == 0 && e.size() == 2) {
+      Get(queue, e[1].str(), [done = std::move(done)](absl::StatusOr<Task> found) mutable {
+        if (!found.ok()) {
+          done(found.status());
           return;
         }
-        if (reply->is_error()) {
-          done(reply->ToStatus());
-          return;
-        }
-        const auto& e = reply->elements();
-        const int64_t code = e.empty() ? -2 : e[0].integer();
-        if (code == -1) {
-          done(absl::AlreadyExistsError(
-              absl::StrCat("task ", TaskName(queue, id), " already exists")));
-          return;
-        }
-        if (code == -2) {
-          done(absl::AlreadyExistsError(
-              absl::StrCat("task ", TaskName(queue, id), ": its tick was already created")));
-          return;
-        }
-        if (code == 0 && e.size() == 2) {
-          Get(queue, e[1].str(), [done = std::move(done)](absl::StatusOr<Task> found) mutable {
-            if (!found.ok()) {
-              done(found.status());
-              return;
-            }
-            done(Created{*std::move(found), /*existing=*/true});
-          });
-          return;
-        }
-        Task::State state;
-        if (code != 1 || e.size() != 3 || !Task::State_Parse(e[2].str(), &state)) {
-          done(absl::InternalError(absl::StrCat("enqueue: bad reply ", reply->DebugString())));
-          return;
-        }
-        // The reply is built from the request rather than read back.
-        Created created;
-        created.task = std::move(task);
-        Task& t = created.task;
-        t.set_name(TaskName(queue, id));
-        if (t.max_attempts() <= 0) t.set_max_attempts(options_.default_max_attempts);
-        t.set_state(state);
-        t.set_attempt(0);
-        *t.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(e[1].integer());
-        *t.mutable_update_time() = t.create_time();
-        t.clear_start_time();
-        t.clear_end_time();
-        t.clear_result_kind();
-        t.clear_last_error();
-        t.clear_progress();
-        done(std::move(created));
+        done(Created{*std::move(found), /*existing=*/true});
       });
+      return;
+    }
+    Task::State state;
+    if (code != 1 || e.size() != 3 || !Task::State_Parse(e[2].str(), &state)) {
+      done(absl::InternalError(absl::StrCat("enqueue: bad reply ", reply->DebugString())));
+      return;
+    }
+    // The reply is built from the request rather than read back.
+    Created created;
+    created.task = std::move(task);
+    Task& t = created.task;
+    t.set_name(TaskName(queue, id));
+    if (t.max_attempts() <= 0) t.set_max_attempts(options_.default_max_attempts);
+    t.set_state(state);
+    t.set_attempt(0);
+    *t.mutable_create_time() = TimeUtil::MillisecondsToTimestamp(e[1].integer());
+    *t.mutable_update_time() = t.create_time();
+    t.clear_start_time();
+    t.clear_end_time();
+    t.clear_result_kind();
+    t.clear_last_error();
+    t.clear_progress();
+    done(std::move(created));
+  };
+  return item;
 }
 
 void Broker::Get(const std::string& queue, const std::string& id, Callback<Task> done) {

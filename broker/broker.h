@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "broker/options.h"
+#include "broker/script_batcher.h"
 #include "redis/client.h"
 #include "taskmesh/v1/queue.pb.h"
 #include "taskmesh/v1/task.pb.h"
@@ -54,9 +55,20 @@ class Broker {
 
   // Writes the task record, its stream entry (or its place in the scheduled
   // set, for a future schedule_time) and the idempotency record in one
-  // atomic step. ALREADY_EXISTS if `id` is taken.
+  // atomic step. ALREADY_EXISTS if `id` is taken. Concurrent creates of a
+  // queue share Redis calls (ScriptBatcher).
   void Create(const std::string& queue, const std::string& id, const taskmesh::v1::Task& task,
               Callback<Created> done);
+
+  struct NewTask {
+    std::string id;
+    taskmesh::v1::Task task;
+    Callback<Created> done;
+  };
+  // Create() for many tasks, in as few Redis calls as the batch limits
+  // allow (one for up to 256). Each task is created atomically and answered
+  // on its own; the set is not atomic.
+  void CreateMany(const std::string& queue, std::vector<NewTask> tasks);
 
   struct Versioned {
     taskmesh::v1::Task task;
@@ -107,8 +119,12 @@ class Broker {
   void Purge(const std::string& queue, bool include_pending, Callback<int64_t> done);
 
  private:
-  void Enqueue(const std::string& queue, const std::string& id, const taskmesh::v1::Task& task,
-               const std::string& tick_key, int64_t tick, Callback<Created> done);
+  // The Enqueue script's item for one task; on a bad task, runs `done` with
+  // the error and returns it.
+  absl::StatusOr<ScriptBatcher::Item> EnqueueItem(const std::string& queue,
+                                                  const std::string& id, taskmesh::v1::Task task,
+                                                  const std::string& tick_key, int64_t tick,
+                                                  Callback<Created> done);
   // Runs `then` if the queue exists, else answers NOT_FOUND.
   void IfQueueExists(const std::string& queue, Callback<taskmesh::v1::Queue> done,
                      absl::AnyInvocable<void(Callback<taskmesh::v1::Queue>)> then);
@@ -125,6 +141,7 @@ class Broker {
 
   redis::Client* const client_;
   const BrokerOptions options_;
+  ScriptBatcher enqueue_;
 };
 
 }  // namespace taskmesh::broker

@@ -49,7 +49,8 @@ std::string PriorityOrder(double draw1, double draw2) {
 Consumer::Consumer(redis::Client* client, BrokerOptions broker_options, ConsumerOptions options)
     : client_(client),
       broker_options_(std::move(broker_options)),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      complete_(client, scripts::Complete(), broker_options_, ScriptBatcher::Limits{}) {}
 
 std::vector<std::string> Consumer::Args(const std::string& queue,
                                         std::vector<std::string> rest) const {
@@ -238,23 +239,40 @@ void Consumer::Progress(const Lease& lease, int percent, const std::string& mess
 void Consumer::Complete(const Lease& lease, const Outcome& outcome, absl::Duration retry_delay,
                         Callback<Completion> done) {
   const bool ok = outcome.status.ok();
-  EvalWord<Completion>(
-      client_, scripts::Complete(), {TaskKey(lease.queue, lease.task_id)},
-      Args(lease.queue,
-           {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt), lease.stream,
-            ok ? "S" : "F", outcome.result.is_json ? "j" : "b", ok ? outcome.result.data : "",
-            absl::StrCat(ok ? 0 : static_cast<int>(outcome.status.code())),
-            ok ? "" : std::string(outcome.status.message()), outcome.retryable ? "1" : "0",
-            absl::StrCat(absl::ToInt64Milliseconds(retry_delay))}),
-      [](const std::string& word) -> absl::StatusOr<Completion> {
-        if (word == "succeeded") return Completion::kSucceeded;
-        if (word == "retrying") return Completion::kRetrying;
-        if (word == "failed") return Completion::kFailed;
-        if (word == "cancelled") return Completion::kCancelled;
-        if (word == "fenced") return Completion::kFenced;
-        return absl::InternalError(absl::StrCat("complete: bad reply ", word));
-      },
-      std::move(done));
+  ScriptBatcher::Item item;
+  item.key = TaskKey(lease.queue, lease.task_id);
+  item.args = {lease.task_id,
+               lease.stream_id,
+               absl::StrCat(lease.attempt),
+               lease.stream,
+               ok ? "S" : "F",
+               outcome.result.is_json ? "j" : "b",
+               ok ? outcome.result.data : "",
+               absl::StrCat(ok ? 0 : static_cast<int>(outcome.status.code())),
+               ok ? "" : std::string(outcome.status.message()),
+               outcome.retryable ? "1" : "0",
+               absl::StrCat(absl::ToInt64Milliseconds(retry_delay))};
+  item.done = [done = std::move(done)](absl::StatusOr<redis::Reply> reply) mutable {
+    absl::StatusOr<std::string> word = WordOf(reply);
+    if (!word.ok()) {
+      done(word.status());
+    } else if (*word == "succeeded") {
+      done(Completion::kSucceeded);
+    } else if (*word == "retrying") {
+      done(Completion::kRetrying);
+    } else if (*word == "failed") {
+      done(Completion::kFailed);
+    } else if (*word == "cancelled") {
+      done(Completion::kCancelled);
+    } else if (*word == "fenced") {
+      done(Completion::kFenced);
+    } else {
+      done(absl::InternalError(absl::StrCat("complete: bad reply ", *word)));
+    }
+  };
+  std::vector<ScriptBatcher::Item> items;
+  items.push_back(std::move(item));
+  complete_.Add(lease.queue, std::move(items));
 }
 
 void Consumer::HandBack(const Lease& lease, Callback<bool> done) {

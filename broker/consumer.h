@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "broker/broker.h"
 #include "broker/options.h"
+#include "broker/script_batcher.h"
 #include "broker/task_codec.h"
 #include "redis/client.h"
 #include "redis/connection.h"
@@ -108,6 +109,7 @@ class Consumer {
   void Progress(const Lease& lease, int percent, const std::string& message, Callback<bool> done);
   // Records the outcome. A failed, retryable attempt with attempts left is
   // re-enqueued after `retry_delay` (SCHEDULED), or at once when zero.
+  // Outcomes recorded concurrently go to Redis together (ScriptBatcher).
   void Complete(const Lease& lease, const Outcome& outcome, absl::Duration retry_delay,
                 Callback<Completion> done);
   // Gives a running task back (PENDING at once, the attempt not counted).
@@ -121,6 +123,8 @@ class Consumer {
   redis::Client* const client_;
   const BrokerOptions broker_options_;
   const ConsumerOptions options_;
+  // Outcomes of concurrent attempts share Redis calls.
+  ScriptBatcher complete_;
 };
 
 // "hdl"-style order of the priority streams for one fetch, drawn at random

@@ -48,7 +48,9 @@ void BM_EnqueueArgs(benchmark::State& state) {
   for (auto _ : state) {
     auto fields = NewTaskFields(task, 3);
     std::vector<std::string> keys = {TaskKey(queue, id)};
-    std::vector<std::string> rest = {id, "604800", "", "", "0"};
+    // One item of the batch script: its length, then its arguments.
+    std::vector<std::string> rest = {absl::StrCat(5 + fields->size()), id, "604800", "", "",
+                                     "0"};
     rest.insert(rest.end(), fields->begin(), fields->end());
     redis::Args args = scripts::Enqueue().EvalShaArgs(
         keys, ScriptArgs(QueuePrefix(queue), options, std::move(rest)));

@@ -30,15 +30,22 @@ end
 -- Moves a task between state indexes and writes its new state together with
 -- `fields` (a flat field, value list) in one HSET; bumps its version and
 -- tells watchers. `attempt`: the task's attempt number (read when nil).
-local function set_state(id, task, from, to, now, attempt, fields)
+-- `ver`: its version before this move, when the caller read it (saves a
+-- call).
+local function set_state(id, task, from, to, now, attempt, fields, ver)
   if from then redis.call('ZREM', P .. 's:' .. from, id) end
   redis.call('ZADD', P .. 's:' .. to, now, id)
   local hset = {'state', to, 'mtime', now}
   if fields then
     for i = 1, #fields do hset[#hset + 1] = fields[i] end
   end
+  if ver then
+    ver = (tonumber(ver) or 0) + 1
+    hset[#hset + 1] = 'ver'
+    hset[#hset + 1] = ver
+  end
   redis.call('HSET', task, unpack(hset))
-  local ver = redis.call('HINCRBY', task, 'ver', 1)
+  if not ver then ver = redis.call('HINCRBY', task, 'ver', 1) end
   attempt = attempt or redis.call('HGET', task, 'attempt') or '0'
   redis.call('PUBLISH', P .. 'events', id .. ' ' .. ver .. ' ' .. to .. ' ' .. attempt)
 end
@@ -57,22 +64,27 @@ end
 -- Ends a task: terminal state (with `fields`, as for set_state), expiry
 -- after the retention. With `prune` (about once a second), index entries
 -- older than the retention go too.
-local function finish(id, task, from, to, now, attempt, fields, prune)
+local function finish(id, task, from, to, now, attempt, fields, prune, ver)
   local f = {'etime', now}
   if fields then
     for i = 1, #fields do f[#f + 1] = fields[i] end
   end
   redis.call('HDEL', task, 'lease', 'cancel')
-  set_state(id, task, from, to, now, attempt, f)
+  set_state(id, task, from, to, now, attempt, f, ver)
   redis.call('PEXPIRE', task, RETENTION)
   if prune then redis.call('ZREMRANGEBYSCORE', P .. 's:' .. to, '-inf', now - RETENTION) end
 end
 
 -- Appends a task id to a stream. A new stream gets its consumer group at
 -- once, so that its lag is visible (to KEDA) before any worker exists.
+-- (Checked once per stream and script call.)
+local grouped = {}
 local function xadd(stream, id)
-  if redis.call('EXISTS', stream) == 0 then
-    redis.call('XGROUP', 'CREATE', stream, G, '0', 'MKSTREAM')
+  if not grouped[stream] then
+    if redis.call('EXISTS', stream) == 0 then
+      redis.call('XGROUP', 'CREATE', stream, G, '0', 'MKSTREAM')
+    end
+    grouped[stream] = true
   end
   return redis.call('XADD', stream, '*', 'id', id)
 end
@@ -87,7 +99,7 @@ end
 -- or nil when there is nothing to run (stale entry, dead letter).
 local function start(stream, sid, id, consumer, lease_ms, poison_after, now)
   local task = tkey(id)
-  local cur = redis.call('HMGET', task, 'state', 'sid', 'attempt', 'max_att', 'cancel')
+  local cur = redis.call('HMGET', task, 'state', 'sid', 'attempt', 'max_att', 'cancel', 'ver')
   local state = cur[1]
   if cur[2] ~= sid or (state ~= 'PENDING' and state ~= 'RUNNING') then
     ack(stream, sid)
@@ -112,9 +124,10 @@ local function start(stream, sid, id, consumer, lease_ms, poison_after, now)
       return nil
     end
   end
-  local attempt = redis.call('HINCRBY', task, 'attempt', 1)
+  local attempt = (tonumber(cur[3]) or 0) + 1
   set_state(id, task, state, 'RUNNING', now, attempt,
-            {'stime', now, 'lease', now + lease_ms, 'consumer', consumer})
+            {'attempt', attempt, 'stime', now, 'lease', now + lease_ms, 'consumer', consumer},
+            cur[6])
   -- Only what the worker needs to run it (see Consumer::ParseStarted).
   return redis.call('HMGET', task, 'id', 'type', 'payload', 'pk', 'attempt', 'max_att', 'tmo_ms')
 end
@@ -154,50 +167,61 @@ const redis::Script* Make(const char* body) {
 
 }  // namespace
 
-// KEYS: task record
-// ARGV: P, retention, id, idempotency TTL (s), idempotency key or '',
-//       periodic tick key or '', tick (Unix s), field, value, ...
-// -> {1, now, state} created; {0, existing id} for a known request_id;
-//    {-1} when the id is taken; {-2} when the periodic tick was done already.
+// A batch (see ScriptBatcher). KEYS: one task record per item.
+// ARGV: P, retention, then per item: its length, id, idempotency TTL (s),
+//       idempotency key or '', periodic tick key or '', tick (Unix s),
+//       field, value, ...
+// -> per item: {1, now, state} created; {0, existing id} for a known
+//    request_id; {-1} when the id is taken; {-2} when the periodic tick was
+//    done already.
+// No event is published: nobody can watch a task before it exists.
 const redis::Script& Enqueue() {
   static const redis::Script* s = Make(R"lua(
-local idem, tick_key = ARGV[5], ARGV[6]
-if idem ~= '' then
-  local existing = redis.call('GET', idem)
-  if existing then return {0, existing} end
-end
-if tick_key ~= '' then
-  -- Exactly once per tick, whoever asks and however often.
-  if (tonumber(redis.call('GET', tick_key)) or -1) >= tonumber(ARGV[7]) then return {-2} end
-  redis.call('SET', tick_key, ARGV[7])
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
-local id = ARGV[3]
 local now = now_ms()
--- One HSET writes the whole record, its state included.
-local fields = {'id', id, 'attempt', 0, 'lost', 0, 'ver', 1, 'ctime', now, 'mtime', now}
-local sched, prio = 0, nil
-for i = 8, #ARGV, 2 do
-  fields[#fields + 1] = ARGV[i]
-  fields[#fields + 1] = ARGV[i + 1]
-  if ARGV[i] == 'sched_ms' then sched = tonumber(ARGV[i + 1]) or 0 end
-  if ARGV[i] == 'prio' then prio = ARGV[i + 1] end
+local function enqueue(key, a, last)
+  local id, idem, tick_key, tick = ARGV[a], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  if idem ~= '' then
+    local existing = redis.call('GET', idem)
+    if existing then return {0, existing} end
+  end
+  if tick_key ~= '' then
+    -- Exactly once per tick, whoever asks and however often.
+    if (tonumber(redis.call('GET', tick_key)) or -1) >= tonumber(tick) then return {-2} end
+    redis.call('SET', tick_key, tick)
+  end
+  if redis.call('EXISTS', key) == 1 then return {-1} end
+  -- One HSET writes the whole record, its state included.
+  local fields = {'id', id, 'attempt', 0, 'lost', 0, 'ver', 1, 'ctime', now, 'mtime', now}
+  local sched, prio = 0, nil
+  for i = a + 5, last, 2 do
+    fields[#fields + 1] = ARGV[i]
+    fields[#fields + 1] = ARGV[i + 1]
+    if ARGV[i] == 'sched_ms' then sched = tonumber(ARGV[i + 1]) or 0 end
+    if ARGV[i] == 'prio' then prio = ARGV[i + 1] end
+  end
+  local state = 'PENDING'
+  if sched > now then
+    redis.call('ZADD', P .. 'scheduled', sched, id)
+    state = 'SCHEDULED'
+  else
+    fields[#fields + 1] = 'sid'
+    fields[#fields + 1] = xadd(stream_for(prio), id)
+  end
+  fields[#fields + 1] = 'state'
+  fields[#fields + 1] = state
+  redis.call('HSET', key, unpack(fields))
+  redis.call('ZADD', P .. 's:' .. state, now, id)
+  if idem ~= '' then redis.call('SET', idem, id, 'EX', ARGV[a + 1]) end
+  return {1, now, state}
 end
-local state = 'PENDING'
-if sched > now then
-  redis.call('ZADD', P .. 'scheduled', sched, id)
-  state = 'SCHEDULED'
-else
-  fields[#fields + 1] = 'sid'
-  fields[#fields + 1] = xadd(stream_for(prio), id)
+local out = {}
+local i = 3
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  out[#out + 1] = enqueue(KEYS[#out + 1], i + 1, i + n)
+  i = i + n + 1
 end
-fields[#fields + 1] = 'state'
-fields[#fields + 1] = state
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('ZADD', P .. 's:' .. state, now, id)
-redis.call('PUBLISH', P .. 'events', id .. ' 1 ' .. state .. ' 0')
-if idem ~= '' then redis.call('SET', idem, id, 'EX', ARGV[4]) end
-return {1, now, state}
+return out
 )lua");
   return *s;
 }
@@ -316,50 +340,82 @@ return 1
   return *s;
 }
 
-// KEYS: task record
-// ARGV: P, retention, id, entry id, attempt, stream, outcome ('S' or 'F'),
-//       result kind, result, error code, error message, retryable ('1'/'0'),
-//       retry delay ms
-// -> 'succeeded' | 'retrying' | 'failed' | 'cancelled' | 'fenced' (the
-//    caller no longer holds the task: nothing was written)
+// A batch (see ScriptBatcher). KEYS: one task record per item.
+// ARGV: P, retention, then per item: its length (11), id, entry id,
+//       attempt, stream, outcome ('S' or 'F'), result kind, result, error
+//       code, error message, retryable ('1'/'0'), retry delay ms
+// -> per item: 'succeeded' | 'retrying' | 'failed' | 'cancelled' | 'fenced'
+//    (the caller no longer holds the task: nothing was written)
 const redis::Script& Complete() {
   static const redis::Script* s = Make(R"lua(
-local id = ARGV[3]
-local cur = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'sid', 'max_att', 'cancel', 'prio')
-if cur[1] ~= 'RUNNING' or cur[2] ~= ARGV[5] or cur[3] ~= ARGV[4] then return 'fenced' end
 local now = now_ms()
-ack(ARGV[6], ARGV[4])
--- A requested cancellation wins over whatever the attempt produced.
-if cur[5] == '1' then
-  finish(id, KEYS[1], 'RUNNING', 'CANCELLED', now, ARGV[5],
-         {'err_code', 1, 'err_msg', 'cancelled while running'}, true)
-  return 'cancelled'
-end
-if ARGV[7] == 'S' then
-  local first = count('ok', now)
-  finish(id, KEYS[1], 'RUNNING', 'SUCCEEDED', now, ARGV[5], {'rk', ARGV[8], 'result', ARGV[9]},
-         first)
-  return 'succeeded'
-end
-local first = count('fail', now)
-local err = {'err_code', ARGV[10], 'err_msg', ARGV[11]}
-if ARGV[12] == '1' and tonumber(cur[2]) < tonumber(cur[4]) then
-  redis.call('HDEL', KEYS[1], 'lease')
-  local delay = tonumber(ARGV[13])
-  if delay > 0 then
-    redis.call('ZADD', P .. 'scheduled', now + delay, id)
-    err[#err + 1] = 'sid'
-    err[#err + 1] = ''
-    set_state(id, KEYS[1], 'RUNNING', 'SCHEDULED', now, ARGV[5], err)
-  else
-    err[#err + 1] = 'sid'
-    err[#err + 1] = xadd(stream_for(cur[6]), id)
-    set_state(id, KEYS[1], 'RUNNING', 'PENDING', now, ARGV[5], err)
+local acks, streams = {}, {}
+local tally = {ok = 0, fail = 0}
+local function complete(key, a)
+  local id, sid, attempt, stream = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local cur = redis.call('HMGET', key, 'state', 'attempt', 'sid', 'max_att', 'cancel', 'prio', 'ver')
+  if cur[1] ~= 'RUNNING' or cur[2] ~= attempt or cur[3] ~= sid then return 'fenced' end
+  if not acks[stream] then
+    acks[stream] = {}
+    streams[#streams + 1] = stream
   end
-  return 'retrying'
+  local ids = acks[stream]
+  ids[#ids + 1] = sid
+  -- A requested cancellation wins over whatever the attempt produced.
+  if cur[5] == '1' then
+    finish(id, key, 'RUNNING', 'CANCELLED', now, attempt,
+           {'err_code', 1, 'err_msg', 'cancelled while running'}, true, cur[7])
+    return 'cancelled'
+  end
+  if ARGV[a + 4] == 'S' then
+    tally.ok = tally.ok + 1
+    finish(id, key, 'RUNNING', 'SUCCEEDED', now, attempt,
+           {'rk', ARGV[a + 5], 'result', ARGV[a + 6]}, false, cur[7])
+    return 'succeeded'
+  end
+  tally.fail = tally.fail + 1
+  local err = {'err_code', ARGV[a + 7], 'err_msg', ARGV[a + 8]}
+  if ARGV[a + 9] == '1' and tonumber(cur[2]) < tonumber(cur[4]) then
+    redis.call('HDEL', key, 'lease')
+    local delay = tonumber(ARGV[a + 10])
+    if delay > 0 then
+      redis.call('ZADD', P .. 'scheduled', now + delay, id)
+      err[#err + 1] = 'sid'
+      err[#err + 1] = ''
+      set_state(id, key, 'RUNNING', 'SCHEDULED', now, attempt, err, cur[7])
+    else
+      err[#err + 1] = 'sid'
+      err[#err + 1] = xadd(stream_for(cur[6]), id)
+      set_state(id, key, 'RUNNING', 'PENDING', now, attempt, err, cur[7])
+    end
+    return 'retrying'
+  end
+  finish(id, key, 'RUNNING', 'FAILED', now, attempt, err, false, cur[7])
+  return 'failed'
 end
-finish(id, KEYS[1], 'RUNNING', 'FAILED', now, ARGV[5], err, first)
-return 'failed'
+local out = {}
+local i = 3
+while i <= #ARGV do
+  out[#out + 1] = complete(KEYS[#out + 1], i + 1)
+  i = i + tonumber(ARGV[i]) + 1
+end
+for _, stream in ipairs(streams) do
+  redis.call('XACK', stream, G, unpack(acks[stream]))
+  redis.call('XDEL', stream, unpack(acks[stream]))
+end
+-- Outcome counters, once per batch; the first of their second also prunes
+-- the finished-state index of entries past the retention.
+for what, state in pairs({ok = 'SUCCEEDED', fail = 'FAILED'}) do
+  local n = tally[what]
+  if n > 0 then
+    local k = P .. 'n:' .. what .. ':' .. math.floor(now / 1000)
+    if redis.call('INCRBY', k, n) == n then
+      redis.call('EXPIRE', k, 120)
+      redis.call('ZREMRANGEBYSCORE', P .. 's:' .. state, '-inf', now - RETENTION)
+    end
+  end
+end
+return out
 )lua");
   return *s;
 }

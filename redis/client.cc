@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "common/logging.h"
 
 namespace taskmesh::redis {
@@ -68,6 +69,11 @@ void Client::Enqueue(Pending pending) {
   } else if (!down_status_.ok()) {
     // Fail fast, but not inside Send(): the completion thread runs it.
     refused_.push_back(Refused{std::move(pending.done), down_status_});
+  } else if (options_.max_queued > 0 && queue_.size() >= options_.max_queued) {
+    refused_.push_back(Refused{
+        std::move(pending.done),
+        absl::ResourceExhaustedError(absl::StrCat(
+            "redis: ", queue_.size(), " commands already wait to be sent (the client's limit)"))});
   } else {
     queue_.push_back(std::move(pending));
   }
@@ -229,6 +235,16 @@ void Client::Run(int index) {
       continue;
     }
     if (!has_work) continue;
+    if (options_.batch_window > absl::ZeroDuration()) {
+      bool full;
+      {
+        absl::MutexLock lock(&mu_);
+        full = queue_.size() >= max_batch;
+      }
+      // A plain (monotonic) sleep: Abseil's timed waits follow wall-clock
+      // steps here (common/stop_signal.h).
+      if (!full) absl::SleepFor(options_.batch_window);
+    }
     {
       absl::MutexLock lock(&mu_);
       while (!queue_.empty() && batch.size() < max_batch) {

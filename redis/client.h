@@ -5,6 +5,13 @@
 // command queued so far (up to `max_batch`), writes them in one go, reads the
 // replies in order, and runs each caller's callback. Under load, one round
 // trip carries many callers' commands: this is where throughput comes from.
+// With a `batch_window`, a thread that finds fewer than `max_batch` commands
+// waits that long once for more before writing (fewer, fuller round trips
+// below saturation, for up to that much latency).
+//
+// Backpressure: at most `max_queued` commands wait to be written; beyond,
+// new commands fail at once with RESOURCE_EXHAUSTED (nothing is sent), so
+// an overloaded caller fails fast instead of growing without bound.
 //
 // Failure model: commands never hang. A broken connection fails its in-flight
 // commands with UNAVAILABLE and reconnects with exponential backoff. While no
@@ -57,6 +64,12 @@ struct ClientOptions {
   int connections = 2;
   // Most commands written in one batch (at least 1).
   size_t max_batch = 512;
+  // How long an I/O thread that found fewer than max_batch commands waits
+  // for more before writing them. Zero: write at once.
+  absl::Duration batch_window = absl::ZeroDuration();
+  // Most commands waiting to be written; beyond, RESOURCE_EXHAUSTED. Zero:
+  // no limit.
+  size_t max_queued = 0;
   // Reconnect backoff: doubles from min to max while Redis is unreachable.
   absl::Duration min_backoff = absl::Milliseconds(20);
   absl::Duration max_backoff = absl::Seconds(1);

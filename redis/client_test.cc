@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -207,6 +208,71 @@ TEST_F(ClientTest, ZeroMaxBatchStillSends) {
   client.Send({"PING"}, tracker.For(0));
   ASSERT_TRUE(tracker.WaitAll(absl::Seconds(5)));
   EXPECT_EQ(tracker.result(0)->str(), "PONG");
+}
+
+TEST_F(ClientTest, BatchWindowHoldsCommandsForOneRoundTrip) {
+  ClientOptions options = Options();
+  options.connections = 1;
+  options.batch_window = absl::Milliseconds(300);
+  Client client(options);
+  ASSERT_TRUE(client.Call({"PING"}).ok());  // Connected.
+  constexpr int kN = 10;
+  Tracker tracker(kN);
+  absl::Mutex mu;
+  absl::Time first_reply = absl::InfiniteFuture();
+  for (int i = 0; i < kN; ++i) {
+    client.Send({"INCR", "n"}, [&, done = tracker.For(i)](absl::StatusOr<Reply> r) mutable {
+      {
+        absl::MutexLock lock(&mu);
+        first_reply = std::min(first_reply, absl::Now());
+      }
+      done(std::move(r));
+    });
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  const absl::Time last_send = absl::Now();
+  ASSERT_TRUE(tracker.WaitAll(absl::Seconds(10)));
+  // The first command waited the window, so all ten went out together: no
+  // reply came back before the last command was queued.
+  absl::MutexLock lock(&mu);
+  EXPECT_GT(first_reply, last_send);
+  for (int i = 0; i < kN; ++i) EXPECT_EQ(tracker.result(i)->integer(), i + 1);
+}
+
+TEST_F(ClientTest, FullQueueFailsFastWithResourceExhausted) {
+  ClientOptions options = Options();
+  options.connections = 1;
+  options.max_queued = 4;
+  options.connection.command_timeout = absl::Seconds(5);
+  Client client(options);
+  ASSERT_TRUE(client.Call({"PING"}).ok());
+  Frozen frozen(*server_);
+  // The I/O thread writes this and waits for the frozen server's reply.
+  Tracker first(1);
+  client.Send({"INCR", "n"}, first.For(0));
+  absl::SleepFor(absl::Milliseconds(100));
+  constexpr int kN = 10;
+  Tracker tracker(kN);
+  for (int i = 0; i < kN; ++i) client.Send({"INCR", "n"}, tracker.For(i));
+  // The refused ones answer at once, while Redis is still frozen.
+  ASSERT_TRUE(WaitFor(absl::Seconds(2), [&] { return tracker.done() >= 6; }));
+  int refused = 0;
+  for (int i = 0; i < kN; ++i) {
+    if (tracker.calls(i) == 0) continue;
+    absl::StatusOr<Reply> r = tracker.result(i);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+    EXPECT_THAT(r.status().message(), HasSubstr("commands already wait"));
+    ++refused;
+  }
+  EXPECT_EQ(refused, 6);
+  frozen.Thaw();
+  ASSERT_TRUE(first.WaitAll(absl::Seconds(10)));
+  ASSERT_TRUE(tracker.WaitAll(absl::Seconds(10)));
+  EXPECT_TRUE(first.result(0).ok()) << first.result(0).status();
+  int accepted = 0;
+  for (int i = 0; i < kN; ++i) accepted += tracker.result(i).ok() ? 1 : 0;
+  EXPECT_EQ(accepted, 4);
+  EXPECT_EQ(ReadCounter("n"), 5);
 }
 
 TEST_F(ClientTest, CallbacksMaySendAgain) {

@@ -26,8 +26,8 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
-// Collects the results of a batch: every task is enqueued through the same
-// auto-pipelined client, so the batch shares few round trips. The first
+// Collects the results of a batch: the tasks are enqueued in one Redis call
+// (up to 256 tasks; more take several, see Broker::CreateMany). The first
 // error wins; tasks created before it stay created (each create is atomic,
 // the batch is not).
 class BatchState {
@@ -109,12 +109,15 @@ grpc::ServerUnaryReactor* TaskServiceImpl::BatchCreateTasks(
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   auto* state = new BatchState(reactor, response, n);
+  std::vector<broker::Broker::NewTask> tasks;
+  tasks.reserve(n);
   for (int i = 0; i < n; ++i) {
-    broker_->Create(*queue, ids[i], request->requests(i).task(),
-                    [state, i](absl::StatusOr<broker::Broker::Created> created) {
-                      state->Done(i, std::move(created));
-                    });
+    tasks.push_back({std::move(ids[i]), request->requests(i).task(),
+                     [state, i](absl::StatusOr<broker::Broker::Created> created) {
+                       state->Done(i, std::move(created));
+                     }});
   }
+  broker_->CreateMany(*queue, std::move(tasks));
   return reactor;
 }
 
