@@ -99,7 +99,9 @@ end
 -- or nil when there is nothing to run (stale entry, dead letter).
 local function start(stream, sid, id, consumer, lease_ms, poison_after, now)
   local task = tkey(id)
-  local cur = redis.call('HMGET', task, 'state', 'sid', 'attempt', 'max_att', 'cancel', 'ver')
+  -- One read: the fields that decide, then those a worker needs.
+  local cur = redis.call('HMGET', task, 'state', 'sid', 'attempt', 'max_att', 'cancel', 'ver',
+                         'id', 'type', 'payload', 'pk', 'tmo_ms')
   local state = cur[1]
   if cur[2] ~= sid or (state ~= 'PENDING' and state ~= 'RUNNING') then
     ack(stream, sid)
@@ -129,7 +131,8 @@ local function start(stream, sid, id, consumer, lease_ms, poison_after, now)
             {'attempt', attempt, 'stime', now, 'lease', now + lease_ms, 'consumer', consumer},
             cur[6])
   -- Only what the worker needs to run it (see Consumer::ParseStarted).
-  return redis.call('HMGET', task, 'id', 'type', 'payload', 'pk', 'attempt', 'max_att', 'tmo_ms')
+  return {cur[7], cur[8], cur[9] or false, cur[10] or false, tostring(attempt), cur[4],
+          cur[11] or false}
 end
 
 local function id_of(fields)
