@@ -51,6 +51,32 @@ int ClampPageSize(int page_size) {
 
 absl::StatusOr<Record> RecordOf(const Reply& reply) { return reply.AsMap(); }
 
+// Decodes a task record reply (HGETALL) into `done`'s Versioned task.
+redis::Client::Callback VersionedReader(const std::string& queue, const std::string& id,
+                                        Callback<Broker::Versioned> done) {
+  return [queue, id, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
+    if (!reply.ok()) {
+      done(reply.status());
+      return;
+    }
+    if (reply->is_error()) {
+      done(reply->ToStatus());
+      return;
+    }
+    absl::StatusOr<Record> record = RecordOf(*reply);
+    if (!record.ok()) {
+      done(record.status());
+      return;
+    }
+    absl::StatusOr<Task> task = TaskFromRecord(queue, id, *record);
+    if (!task.ok()) {
+      done(task.status());
+      return;
+    }
+    done(Broker::Versioned{*std::move(task), RecordVersion(*record)});
+  };
+}
+
 
 }  // namespace
 
@@ -177,24 +203,12 @@ void Broker::Get(const std::string& queue, const std::string& id, Callback<Task>
 }
 
 void Broker::Read(const std::string& queue, const std::string& id, Callback<Versioned> done) {
-  client_->Send({"HGETALL", TaskKey(queue, id)},
-                [queue, id, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
-                  if (!reply.ok()) {
-                    done(reply.status());
-                    return;
-                  }
-                  absl::StatusOr<Record> record = RecordOf(*reply);
-                  if (!record.ok()) {
-                    done(record.status());
-                    return;
-                  }
-                  absl::StatusOr<Task> task = TaskFromRecord(queue, id, *record);
-                  if (!task.ok()) {
-                    done(task.status());
-                    return;
-                  }
-                  done(Versioned{*std::move(task), RecordVersion(*record)});
-                });
+  client_->Send({"HGETALL", TaskKey(queue, id)}, VersionedReader(queue, id, std::move(done)));
+}
+
+void Broker::Watch(const std::string& queue, const std::string& id, Callback<Versioned> done) {
+  client_->Eval(scripts::Watch(), {TaskKey(queue, id)}, ScriptArgs(QueuePrefix(queue), options_, {}),
+                VersionedReader(queue, id, std::move(done)));
 }
 
 void Broker::List(const std::string& queue, Task::State state, int page_size,

@@ -85,6 +85,9 @@ class Broker {
   // NOT_FOUND when there is no such task (or it expired).
   void Get(const std::string& queue, const std::string& id, Callback<taskmesh::v1::Task> done);
   void Read(const std::string& queue, const std::string& id, Callback<Versioned> done);
+  // Read(), and from now on the task's transitions publish events on the
+  // queue's events channel (only watched tasks do: see WatchHub).
+  void Watch(const std::string& queue, const std::string& id, Callback<Versioned> done);
 
   // A page of the queue's tasks, by state then by time they entered it.
   // `state` STATE_UNSPECIFIED lists every state. Page tokens are offsets: a

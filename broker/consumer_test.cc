@@ -359,5 +359,39 @@ TEST_F(ConsumerTest, StaleEntryOfADeletedTaskIsDropped) {
   EXPECT_EQ(StreamLength("q"), 0);
 }
 
+TEST_F(ConsumerTest, OnlyWatchedTasksPublishTheirTransitions) {
+  const std::string channel = absl::StrCat(QueuePrefix("q"), "events");
+  auto sub = redis::Connection::Connect(redis_->options());
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  ASSERT_TRUE((*sub)->Command({"SUBSCRIBE", channel}).ok());
+  // The message after `expected` events: ours, proving nothing else came.
+  const auto next_message = [&]() -> std::string {
+    absl::StatusOr<redis::Reply> m = (*sub)->ReadReply();
+    if (!m.ok() || m->elements().size() != 3) return "(no message)";
+    return m->elements()[2].str();
+  };
+
+  // Unwatched: created, started and finished without a single event.
+  ASSERT_TRUE(Create("q", "quiet", EchoTask()).ok());
+  ASSERT_TRUE(Complete(FetchOne("q"), Success("x")).ok());
+  ASSERT_TRUE(client_->Call({"PUBLISH", channel, "sentinel"}).ok());
+  EXPECT_EQ(next_message(), "sentinel");
+
+  // Watched (WatchTask's first read): each later transition is published.
+  ASSERT_TRUE(Create("q", "loud", EchoTask()).ok());
+  auto read = Await<Broker::Versioned>([&](auto cb) { broker_->Watch("q", "loud", std::move(cb)); });
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->task.state(), Task::PENDING);
+  EXPECT_EQ(read->version, 1);
+  ASSERT_TRUE(Complete(FetchOne("q"), Success("x")).ok());
+  EXPECT_EQ(next_message(), "loud 2 RUNNING 1");
+  EXPECT_EQ(next_message(), "loud 3 SUCCEEDED 1");
+
+  // Watching a task that does not exist creates nothing.
+  auto missing = Await<Broker::Versioned>([&](auto cb) { broker_->Watch("q", "nope", std::move(cb)); });
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
+  EXPECT_EQ(Count({"EXISTS", TaskKey("q", "nope")}), 0);
+}
+
 }  // namespace
 }  // namespace taskmesh::broker

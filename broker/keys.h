@@ -12,7 +12,7 @@
 //                                rate limiter's bucket (tokens, tts)
 //   taskmesh:{Q}:periodic:NAME   string: the last tick a periodic task ran for
 //   taskmesh:{Q}:n:ok|fail:SEC   counters of outcomes per second (2 min TTL)
-//   taskmesh:{Q}:events          pub/sub channel: "ID VERSION STATE ATTEMPT"
+//   taskmesh:{Q}:events          pub/sub channel: "ID VERSION STATE ATTEMPT" (watched tasks)
 //   taskmesh:queues              set: every queue name (global, not per slot)
 #ifndef TASKMESH_BROKER_KEYS_H_
 #define TASKMESH_BROKER_KEYS_H_

@@ -28,11 +28,14 @@ local function stream_for(prio)
 end
 
 -- Moves a task between state indexes and writes its new state together with
--- `fields` (a flat field, value list) in one HSET; bumps its version and
--- tells watchers. `attempt`: the task's attempt number (read when nil).
--- `ver`: its version before this move, when the caller read it (saves a
--- call).
-local function set_state(id, task, from, to, now, attempt, fields, ver)
+-- `fields` (a flat field, value list) in one HSET; bumps its version and,
+-- for a watched task, tells watchers. `attempt`: the task's attempt number
+-- (read when nil). `ver`: its version before this move, when the caller read
+-- it (saves a call). `watched`: its 'w' field, when the caller read it
+-- (false: unwatched); nil: looked up here. WatchTask sets 'w' (the Watch
+-- script) before its first read, so a watcher misses no transition, and
+-- unwatched tasks cost no event.
+local function set_state(id, task, from, to, now, attempt, fields, ver, watched)
   if from then redis.call('ZREM', P .. 's:' .. from, id) end
   redis.call('ZADD', P .. 's:' .. to, now, id)
   local hset = {'state', to, 'mtime', now}
@@ -46,8 +49,11 @@ local function set_state(id, task, from, to, now, attempt, fields, ver)
   end
   redis.call('HSET', task, unpack(hset))
   if not ver then ver = redis.call('HINCRBY', task, 'ver', 1) end
-  attempt = attempt or redis.call('HGET', task, 'attempt') or '0'
-  redis.call('PUBLISH', P .. 'events', id .. ' ' .. ver .. ' ' .. to .. ' ' .. attempt)
+  if watched == nil then watched = redis.call('HEXISTS', task, 'w') == 1 end
+  if watched then
+    attempt = attempt or redis.call('HGET', task, 'attempt') or '0'
+    redis.call('PUBLISH', P .. 'events', id .. ' ' .. ver .. ' ' .. to .. ' ' .. attempt)
+  end
 end
 
 -- Counts an outcome in a per-second bucket kept for two minutes. True for
@@ -64,13 +70,13 @@ end
 -- Ends a task: terminal state (with `fields`, as for set_state), expiry
 -- after the retention. With `prune` (about once a second), index entries
 -- older than the retention go too.
-local function finish(id, task, from, to, now, attempt, fields, prune, ver)
+local function finish(id, task, from, to, now, attempt, fields, prune, ver, watched)
   local f = {'etime', now}
   if fields then
     for i = 1, #fields do f[#f + 1] = fields[i] end
   end
   redis.call('HDEL', task, 'lease', 'cancel')
-  set_state(id, task, from, to, now, attempt, f, ver)
+  set_state(id, task, from, to, now, attempt, f, ver, watched)
   redis.call('PEXPIRE', task, RETENTION)
   if prune then redis.call('ZREMRANGEBYSCORE', P .. 's:' .. to, '-inf', now - RETENTION) end
 end
@@ -101,7 +107,7 @@ local function start(stream, sid, id, consumer, lease_ms, poison_after, now)
   local task = tkey(id)
   -- One read: the fields that decide, then those a worker needs.
   local cur = redis.call('HMGET', task, 'state', 'sid', 'attempt', 'max_att', 'cancel', 'ver',
-                         'id', 'type', 'payload', 'pk', 'tmo_ms')
+                         'id', 'type', 'payload', 'pk', 'tmo_ms', 'w')
   local state = cur[1]
   if cur[2] ~= sid or (state ~= 'PENDING' and state ~= 'RUNNING') then
     ack(stream, sid)
@@ -129,7 +135,7 @@ local function start(stream, sid, id, consumer, lease_ms, poison_after, now)
   local attempt = (tonumber(cur[3]) or 0) + 1
   set_state(id, task, state, 'RUNNING', now, attempt,
             {'attempt', attempt, 'stime', now, 'lease', now + lease_ms, 'consumer', consumer},
-            cur[6])
+            cur[6], cur[12])
   -- Only what the worker needs to run it (see Consumer::ParseStarted).
   return {cur[7], cur[8], cur[9] or false, cur[10] or false, tostring(attempt), cur[4],
           cur[11] or false}
@@ -356,7 +362,8 @@ local acks, streams = {}, {}
 local tally = {ok = 0, fail = 0}
 local function complete(key, a)
   local id, sid, attempt, stream = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local cur = redis.call('HMGET', key, 'state', 'attempt', 'sid', 'max_att', 'cancel', 'prio', 'ver')
+  local cur = redis.call('HMGET', key, 'state', 'attempt', 'sid', 'max_att', 'cancel', 'prio', 'ver',
+                         'w')
   if cur[1] ~= 'RUNNING' or cur[2] ~= attempt or cur[3] ~= sid then return 'fenced' end
   if not acks[stream] then
     acks[stream] = {}
@@ -367,13 +374,13 @@ local function complete(key, a)
   -- A requested cancellation wins over whatever the attempt produced.
   if cur[5] == '1' then
     finish(id, key, 'RUNNING', 'CANCELLED', now, attempt,
-           {'err_code', 1, 'err_msg', 'cancelled while running'}, true, cur[7])
+           {'err_code', 1, 'err_msg', 'cancelled while running'}, true, cur[7], cur[8])
     return 'cancelled'
   end
   if ARGV[a + 4] == 'S' then
     tally.ok = tally.ok + 1
     finish(id, key, 'RUNNING', 'SUCCEEDED', now, attempt,
-           {'rk', ARGV[a + 5], 'result', ARGV[a + 6]}, false, cur[7])
+           {'rk', ARGV[a + 5], 'result', ARGV[a + 6]}, false, cur[7], cur[8])
     return 'succeeded'
   end
   tally.fail = tally.fail + 1
@@ -385,15 +392,15 @@ local function complete(key, a)
       redis.call('ZADD', P .. 'scheduled', now + delay, id)
       err[#err + 1] = 'sid'
       err[#err + 1] = ''
-      set_state(id, key, 'RUNNING', 'SCHEDULED', now, attempt, err, cur[7])
+      set_state(id, key, 'RUNNING', 'SCHEDULED', now, attempt, err, cur[7], cur[8])
     else
       err[#err + 1] = 'sid'
       err[#err + 1] = xadd(stream_for(cur[6]), id)
-      set_state(id, key, 'RUNNING', 'PENDING', now, attempt, err, cur[7])
+      set_state(id, key, 'RUNNING', 'PENDING', now, attempt, err, cur[7], cur[8])
     end
     return 'retrying'
   end
-  finish(id, key, 'RUNNING', 'FAILED', now, attempt, err, false, cur[7])
+  finish(id, key, 'RUNNING', 'FAILED', now, attempt, err, false, cur[7], cur[8])
   return 'failed'
 end
 local out = {}
@@ -564,6 +571,18 @@ for _, state in ipairs(states) do
   if deleted >= limit then break end
 end
 return deleted
+)lua");
+  return *s;
+}
+
+// KEYS: task record
+// ARGV: P, retention
+// -> the record (HGETALL; empty when there is no such task), after marking
+//    the task watched: its transitions publish events from now on.
+const redis::Script& Watch() {
+  static const redis::Script* s = Make(R"lua(
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'w', 1) end
+return redis.call('HGETALL', KEYS[1])
 )lua");
   return *s;
 }

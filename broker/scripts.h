@@ -17,7 +17,8 @@
 
 namespace taskmesh::broker::scripts {
 
-// Task record + stream entry (or scheduled set) + idempotency record.
+// Task record + stream entry (or scheduled set) + idempotency record, for
+// a batch of tasks (ScriptBatcher).
 const redis::Script& Enqueue();
 // Reads new entries of the queue's priority streams (weighted order) and
 // starts them: PENDING -> RUNNING under a lease.
@@ -31,7 +32,8 @@ const redis::Script& Reclaim();
 const redis::Script& Renew();
 // Records a running attempt's progress.
 const redis::Script& Progress();
-// RUNNING -> SUCCEEDED | SCHEDULED/PENDING (retry) | FAILED | CANCELLED.
+// RUNNING -> SUCCEEDED | SCHEDULED/PENDING (retry) | FAILED | CANCELLED,
+// for a batch of outcomes (ScriptBatcher).
 const redis::Script& Complete();
 // RUNNING -> PENDING without using up an attempt (drain).
 const redis::Script& HandBack();
@@ -45,6 +47,9 @@ const redis::Script& Retry();
 const redis::Script& Delete();
 // Removes up to N dead (and optionally waiting) tasks.
 const redis::Script& Purge();
+// Reads a task record and marks the task watched (its transitions publish
+// events from then on).
+const redis::Script& Watch();
 // A page of task records from the state indexes.
 const redis::Script& List();
 // A queue's figures: paused, counts by state, outcomes in the last minute.

@@ -22,6 +22,7 @@
 // lost         attempts lost to a crashed or frozen worker
 // cancel       "1" when cancellation of a RUNNING task was requested
 // ver          version: bumped by every transition (see the events channel)
+// w            "1" once a WatchTask opened: transitions publish events
 //
 // Thread-compatible free functions.
 #ifndef TASKMESH_BROKER_TASK_CODEC_H_

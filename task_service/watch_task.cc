@@ -114,10 +114,15 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
       reading_ = true;
     }
     std::shared_ptr<Watch> self = shared_from_this();
-    broker_->Read(ref_.queue, ref_.id,
-                  [self, event](absl::StatusOr<broker::Broker::Versioned> read) {
-                    self->OnRead(event, std::move(read));
-                  });
+    auto on_read = [self, event](absl::StatusOr<broker::Broker::Versioned> read) {
+      self->OnRead(event, std::move(read));
+    };
+    if (event.resync) {
+      // Marks the task watched, so that its transitions publish events.
+      broker_->Watch(ref_.queue, ref_.id, std::move(on_read));
+    } else {
+      broker_->Read(ref_.queue, ref_.id, std::move(on_read));
+    }
   }
 
   void OnRead(const WatchHub::Event& event, absl::StatusOr<broker::Broker::Versioned> read) {
