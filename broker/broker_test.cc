@@ -1,6 +1,8 @@
 // The producer side of the queue protocol against a real redis-server.
 #include "broker/broker.h"
 
+#include <cstring>
+
 #include <string>
 #include <vector>
 
@@ -31,7 +33,8 @@ TEST_F(BrokerTest, CreateWritesRecordStreamEntryIndexAndQueueName) {
   EXPECT_EQ(got->payload_bytes(), "hello");
   EXPECT_EQ(got->state(), Task::PENDING);
   EXPECT_EQ(StreamLength("q"), 1);
-  EXPECT_EQ(Count({"ZCARD", StateIndexKey("q", "PENDING")}), 1);
+  // PENDING tasks are their undelivered stream entries: no index to write.
+  EXPECT_EQ(Count({"EXISTS", StateIndexKey("q", "PENDING")}), 0);
   EXPECT_EQ(Count({"SISMEMBER", std::string(kQueuesKey), "q"}), 1);
 }
 
@@ -168,6 +171,64 @@ TEST_F(BrokerTest, ListPagesThroughStatesInOrder) {
   auto bad = Await<Broker::TaskPage>(
       [&](auto cb) { broker_->List("q", Task::RUNNING, 10, "garbage!", std::move(cb)); });
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(BrokerTest, ListAndCountWaitingAndRunningTasksAcrossPriorityStreams) {
+  Task high = EchoTask();
+  high.set_priority(Task::HIGH);
+  Task low = EchoTask();
+  low.set_priority(Task::LOW);
+  ASSERT_TRUE(Create("q", "d1", EchoTask()).ok());
+  ASSERT_TRUE(Create("q", "l1", low).ok());
+  ASSERT_TRUE(Create("q", "h1", high).ok());
+  ASSERT_TRUE(Create("q", "d2", EchoTask()).ok());
+  ASSERT_TRUE(Create("q", "h2", high).ok());
+  // Two start (the fetch takes the priority streams in a weighted random
+  // order).
+  std::vector<Lease> started = Fetch("q", 2);
+  ASSERT_EQ(started.size(), 2u);
+  // Every task in the order workers take them: by priority, then age.
+  const std::vector<std::string> all = {"h1", "h2", "d1", "d2", "l1"};
+  const auto filter = [&](bool running, const std::string& except = "") {
+    std::vector<std::string> out;
+    for (const std::string& id : all) {
+      const bool is_running = id == started[0].task_id || id == started[1].task_id;
+      if (is_running == running && id != except) out.push_back(id);
+    }
+    return out;
+  };
+  const auto names = [&](Task::State state, int page_size) {
+    std::vector<std::string> seen;
+    std::string token;
+    for (int pages = 0; pages < 20; ++pages) {
+      auto page = Await<Broker::TaskPage>(
+          [&](auto cb) { broker_->List("q", state, page_size, token, std::move(cb)); });
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) break;
+      for (const Task& t : page->tasks) seen.push_back(t.name().substr(strlen("queues/q/tasks/")));
+      token = page->next_page_token;
+      if (token.empty()) break;
+    }
+    return seen;
+  };
+  EXPECT_EQ(names(Task::PENDING, 10), filter(false));
+  EXPECT_EQ(names(Task::PENDING, 1), filter(false));
+  EXPECT_EQ(names(Task::RUNNING, 1), filter(true));
+  auto q = Await<taskmesh::v1::Queue>([&](auto cb) { broker_->GetQueue("q", std::move(cb)); });
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->pending(), 3);
+  EXPECT_EQ(q->running(), 2);
+  // A finished task leaves the running ones; a cancelled one the waiting.
+  const std::string cancelled = filter(false)[0];
+  ASSERT_EQ(*Complete(started[0], Success("x")), Completion::kSucceeded);
+  ASSERT_TRUE(Await<Task>([&](auto cb) { broker_->Cancel("q", cancelled, std::move(cb)); }).ok());
+  EXPECT_EQ(names(Task::PENDING, 2), filter(false, cancelled));
+  EXPECT_EQ(names(Task::RUNNING, 2), (std::vector<std::string>{started[1].task_id}));
+  EXPECT_EQ(names(Task::SUCCEEDED, 2), (std::vector<std::string>{started[0].task_id}));
+  EXPECT_EQ(names(Task::CANCELLED, 2), (std::vector<std::string>{cancelled}));
+  q = Await<taskmesh::v1::Queue>([&](auto cb) { broker_->GetQueue("q", std::move(cb)); });
+  EXPECT_EQ(q->pending(), 2);
+  EXPECT_EQ(q->running(), 1);
 }
 
 TEST_F(BrokerTest, QueueFiguresPauseAndResume) {

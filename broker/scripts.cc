@@ -20,6 +20,12 @@ end
 
 local function tkey(id) return P .. 't:' .. id end
 
+-- States with an index (sorted set of ids by the time they entered it).
+-- PENDING and RUNNING tasks have none: they are the entries of the priority
+-- streams not yet delivered, and those delivered and not yet acknowledged
+-- (see kStreamStates), which Redis keeps anyway.
+local INDEXED = {SCHEDULED = true, SUCCEEDED = true, FAILED = true, CANCELLED = true}
+
 -- The stream of a priority (Task.Priority: 3 HIGH, 1 LOW, else DEFAULT).
 local function stream_for(prio)
   if prio == '3' then return P .. 'stream:high' end
@@ -27,7 +33,7 @@ local function stream_for(prio)
   return P .. 'stream'
 end
 
--- Moves a task between state indexes and writes its new state together with
+-- Moves a task between state indexes (if indexed) and writes its new state together with
 -- `fields` (a flat field, value list) in one HSET; bumps its version and,
 -- for a watched task, tells watchers. `attempt`: the task's attempt number
 -- (read when nil). `ver`: its version before this move, when the caller read
@@ -36,8 +42,10 @@ end
 -- script) before its first read, so a watcher misses no transition, and
 -- unwatched tasks cost no event.
 local function set_state(id, task, from, to, now, attempt, fields, ver, watched)
-  if from then redis.call('ZREM', P .. 's:' .. from, id) end
-  redis.call('ZADD', P .. 's:' .. to, now, id)
+  if from ~= to then
+    if INDEXED[from] then redis.call('ZREM', P .. 's:' .. from, id) end
+    if INDEXED[to] then redis.call('ZADD', P .. 's:' .. to, now, id) end
+  end
   local hset = {'state', to, 'mtime', now}
   if fields then
     for i = 1, #fields do hset[#hset + 1] = fields[i] end
@@ -170,8 +178,73 @@ local function start_entries(out, stream, entries, consumer, lease_ms, poison_af
 end
 )lua";
 
+// For the scripts that list or count PENDING and RUNNING tasks.
+constexpr char kStreamStates[] = R"lua(
+local STREAMS = {P .. 'stream:high', P .. 'stream', P .. 'stream:low'}
+
+-- The id of the last entry the workers' group was given; nil without a
+-- stream.
+local function last_delivered(stream)
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
+  if not ok then return nil end
+  for _, g in ipairs(groups) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] end
+      if g[i] == 'last-delivered-id' then last = g[i + 1] end
+    end
+    if name == G then return last end
+  end
+  return '0-0'
+end
+
+-- The stream entries of `state` tasks in priority order: PENDING, those not
+-- yet delivered; RUNNING, those delivered and not yet acknowledged. Skips
+-- `offset` entries, then returns up to `n` {stream, entry id, task id} and
+-- how many entries it passed (fewer than `n` when there are no more).
+local function stream_entries(state, offset, n)
+  local out, passed = {}, 0
+  for _, stream in ipairs(STREAMS) do
+    if passed >= n then break end
+    local got = {}
+    if state == 'PENDING' then
+      local last = last_delivered(stream)
+      if last then
+        for _, e in ipairs(redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT',
+                                      offset + n - passed)) do
+          got[#got + 1] = {e[1], e[2][2]}
+        end
+      end
+    else
+      local ok, pel = pcall(redis.call, 'XPENDING', stream, G, '-', '+', offset + n - passed)
+      if ok then
+        for _, p in ipairs(pel) do
+          local e = redis.call('XRANGE', stream, p[1], p[1])[1]
+          if e then got[#got + 1] = {e[1], e[2][2]} end
+        end
+      end
+    end
+    if #got <= offset then
+      offset = offset - #got
+    else
+      for i = offset + 1, #got do
+        if passed >= n then break end
+        out[#out + 1] = {stream, got[i][1], got[i][2]}
+        passed = passed + 1
+      end
+      offset = 0
+    end
+  end
+  return out, passed
+end
+)lua";
+
 const redis::Script* Make(const char* body) {
   return new redis::Script(absl::StrCat(kPrelude, body));
+}
+
+const redis::Script* MakeWithStreamStates(const char* body) {
+  return new redis::Script(absl::StrCat(kPrelude, kStreamStates, body));
 }
 
 }  // namespace
@@ -219,7 +292,7 @@ local function enqueue(key, a, last)
   fields[#fields + 1] = 'state'
   fields[#fields + 1] = state
   redis.call('HSET', key, unpack(fields))
-  redis.call('ZADD', P .. 's:' .. state, now, id)
+  if state == 'SCHEDULED' then redis.call('ZADD', P .. 's:SCHEDULED', now, id) end
   if idem ~= '' then redis.call('SET', idem, id, 'EX', ARGV[a + 1]) end
   return {1, now, state}
 end
@@ -538,7 +611,7 @@ if not state then return 'notfound' end
 if state == 'RUNNING' then return 'RUNNING' end
 if state == 'PENDING' then redis.call('XDEL', stream_for(cur[3]), cur[2]) end
 if state == 'SCHEDULED' then redis.call('ZREM', P .. 'scheduled', id) end
-redis.call('ZREM', P .. 's:' .. state, id)
+if INDEXED[state] then redis.call('ZREM', P .. 's:' .. state, id) end
 if cur[4] then redis.call('DEL', P .. 'idem:' .. cur[4]) end
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', P .. 'events', id .. ' ' .. ((tonumber(cur[5]) or 0) + 1) .. ' DELETED 0')
@@ -551,24 +624,35 @@ return 'deleted'
 // ARGV: P, retention, include waiting tasks ('1'/'0'), most tasks to delete
 // -> how many were deleted (call again while it returns the maximum)
 const redis::Script& Purge() {
-  static const redis::Script* s = Make(R"lua(
+  static const redis::Script* s = MakeWithStreamStates(R"lua(
 local limit = tonumber(ARGV[4])
-local states = {'FAILED'}
-if ARGV[3] == '1' then states = {'FAILED', 'PENDING', 'SCHEDULED'} end
 local deleted = 0
-for _, state in ipairs(states) do
-  local ids = redis.call('ZRANGE', P .. 's:' .. state, 0, limit - deleted - 1)
-  for _, id in ipairs(ids) do
-    local task = tkey(id)
-    local cur = redis.call('HMGET', task, 'state', 'sid', 'prio', 'req_id')
-    if cur[1] == 'PENDING' then redis.call('XDEL', stream_for(cur[3]), cur[2]) end
-    if cur[1] == 'SCHEDULED' then redis.call('ZREM', P .. 'scheduled', id) end
-    if cur[4] then redis.call('DEL', P .. 'idem:' .. cur[4]) end
-    redis.call('ZREM', P .. 's:' .. state, id)
-    redis.call('DEL', task)
-    deleted = deleted + 1
+local function drop(id, state)
+  local task = tkey(id)
+  local cur = redis.call('HMGET', task, 'state', 'sid', 'prio', 'req_id')
+  if cur[1] ~= state then return end
+  if state == 'PENDING' then redis.call('XDEL', stream_for(cur[3]), cur[2]) end
+  if state == 'SCHEDULED' then redis.call('ZREM', P .. 'scheduled', id) end
+  if cur[4] then redis.call('DEL', P .. 'idem:' .. cur[4]) end
+  if INDEXED[state] then redis.call('ZREM', P .. 's:' .. state, id) end
+  redis.call('DEL', task)
+  deleted = deleted + 1
+end
+for _, id in ipairs(redis.call('ZRANGE', P .. 's:FAILED', 0, limit - 1)) do
+  drop(id, 'FAILED')
+end
+if ARGV[3] == '1' and deleted < limit then
+  local entries = stream_entries('PENDING', 0, limit - deleted)
+  for _, e in ipairs(entries) do
+    drop(e[3], 'PENDING')
+    -- An entry whose task moved on or vanished is stale: it goes too.
+    redis.call('XDEL', e[1], e[2])
   end
-  if deleted >= limit then break end
+end
+if ARGV[3] == '1' and deleted < limit then
+  for _, id in ipairs(redis.call('ZRANGE', P .. 's:SCHEDULED', 0, limit - deleted - 1)) do
+    drop(id, 'SCHEDULED')
+  end
 end
 return deleted
 )lua");
@@ -592,22 +676,39 @@ return redis.call('HGETALL', KEYS[1])
 //       state to start in, offset within it, page size
 // -> {next state index, next offset (-1: no more), id, record, id, record, ...}
 const redis::Script& List() {
-  static const redis::Script* s = Make(R"lua(
+  static const redis::Script* s = MakeWithStreamStates(R"lua(
 local states = {}
 for st in string.gmatch(ARGV[3], '[^,]+') do states[#states + 1] = st end
 local si, offset, want = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local out = {0, -1}
 while si <= #states and want > 0 do
-  local ids = redis.call('ZRANGE', P .. 's:' .. states[si], offset, offset + want - 1)
+  local state = states[si]
+  local ids, passed = {}, 0
+  if INDEXED[state] then
+    ids = redis.call('ZRANGE', P .. 's:' .. state, offset, offset + want - 1)
+    passed = #ids
+  else
+    local entries
+    entries, passed = stream_entries(state, offset, want)
+    for i, e in ipairs(entries) do ids[i] = e[3] end
+  end
   for _, id in ipairs(ids) do
     local rec = redis.call('HGETALL', tkey(id))
-    if #rec > 0 then
+    local ok = #rec > 0
+    if ok and not INDEXED[state] then
+      -- A stream entry may be stale (its task moved on).
+      ok = false
+      for i = 1, #rec, 2 do
+        if rec[i] == 'state' then ok = rec[i + 1] == state end
+      end
+    end
+    if ok then
       out[#out + 1] = id
       out[#out + 1] = rec
     end
   end
-  want = want - #ids
-  offset = offset + #ids
+  want = want - passed
+  offset = offset + passed
   if want > 0 then
     si = si + 1
     offset = 0
@@ -627,7 +728,7 @@ return out
 // -> {paused (0/1), pending, running, scheduled, dead, ok in last 60 s,
 //     failed attempts in last 60 s, rate limit}
 const redis::Script& Stats() {
-  static const redis::Script* s = Make(R"lua(
+  static const redis::Script* s = MakeWithStreamStates(R"lua(
 local now = now_ms()
 for _, st in ipairs({'SUCCEEDED', 'FAILED', 'CANCELLED'}) do
   redis.call('ZREMRANGEBYSCORE', P .. 's:' .. st, '-inf', now - RETENTION)
@@ -646,7 +747,16 @@ end
 local meta = redis.call('HMGET', KEYS[1], 'paused', 'rate')
 local paused = 0
 if meta[1] == '1' then paused = 1 end
-return {paused, redis.call('ZCARD', P .. 's:PENDING'), redis.call('ZCARD', P .. 's:RUNNING'),
+local pending, running = 0, 0
+for _, stream in ipairs(STREAMS) do
+  local ok, summary = pcall(redis.call, 'XPENDING', stream, G)
+  if ok then
+    local len = redis.call('XLEN', stream)
+    running = running + summary[1]
+    pending = pending + math.max(0, len - summary[1])
+  end
+end
+return {paused, pending, running,
         redis.call('ZCARD', P .. 's:SCHEDULED'), redis.call('ZCARD', P .. 's:FAILED'),
         sum(ok_keys), sum(fail_keys), meta[2] or '0'}
 )lua");
