@@ -17,10 +17,10 @@
 // err_code err_msg          last error (google.rpc.Code number, message)
 // prog_pct prog_msg         last progress
 // sid          the task's current stream entry id (empty while SCHEDULED)
-// lease        RUNNING: when the lease expires, Unix ms (Redis clock)
+// lease        RUNNING: when the lease expires, Unix ms (Redis clock); "" after
 // consumer     RUNNING: the worker that holds the lease
 // lost         attempts lost to a crashed or frozen worker
-// cancel       "1" when cancellation of a RUNNING task was requested
+// cancel       "1" when cancellation of a RUNNING task was requested ("" or none: not)
 // ver          version: bumped by every transition (see the events channel)
 // w            "1" once a WatchTask opened: transitions publish events
 //
