@@ -65,9 +65,9 @@ class Broker {
     taskmesh::v1::Task task;
     Callback<Created> done;
   };
-  // Create() for many tasks, in as few Redis calls as the batch limits
-  // allow (one for up to 256). Each task is created atomically and answered
-  // on its own; the set is not atomic.
+  // Create() for many tasks in one round trip to Redis (one script call per
+  // 256 tasks). Each task is created atomically and answered on its own; the
+  // set is not atomic.
   void CreateMany(const std::string& queue, std::vector<NewTask> tasks);
 
   struct Versioned {

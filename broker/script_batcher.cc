@@ -29,10 +29,19 @@ void ScriptBatcher::Add(const std::string& queue, std::vector<Item> items) {
   for (std::vector<Item>& call : calls) Send(queue, std::move(call));
 }
 
+int ScriptBatcher::InFlightForTest(const std::string& queue) {
+  absl::MutexLock lock(&mu_);
+  auto it = queues_.find(queue);
+  return it == queues_.end() ? 0 : it->second.in_flight;
+}
+
 std::vector<ScriptBatcher::Item> ScriptBatcher::TakeLocked(const std::string& queue,
                                                            QueueState& state) {
   std::vector<Item> call;
-  if (state.waiting.empty() || state.in_flight >= std::max(1, limits_.max_in_flight)) {
+  // A full call goes at once: waiting would not make it fuller.
+  const bool full = state.waiting.size() >= static_cast<size_t>(std::max(1, limits_.max_items));
+  if (state.waiting.empty() ||
+      (!full && state.in_flight >= std::max(1, limits_.max_in_flight))) {
     return call;
   }
   const size_t n = std::min(state.waiting.size(),

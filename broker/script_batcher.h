@@ -11,7 +11,8 @@
 // keys, one hash slot). While fewer than `max_in_flight` calls of the queue
 // are in Redis, Add() sends what waits at once, so an idle system adds no
 // delay; under load, items wait for a call to return and go together (up to
-// `max_items` per call). A script error or a lost connection fails every
+// `max_items` per call). Full calls never wait, so a long list goes out in
+// one pipelined write. A script error or a lost connection fails every
 // item of its call.
 //
 // Thread-safe. Callbacks run on a Redis I/O thread (see redis::Client).
@@ -55,6 +56,9 @@ class ScriptBatcher {
   // Queues `items` of `queue`; they are sent in this order (a long list may
   // take several calls).
   void Add(const std::string& queue, std::vector<Item> items);
+
+  // Calls of `queue` in Redis now (for tests).
+  int InFlightForTest(const std::string& queue);
 
  private:
   struct QueueState {

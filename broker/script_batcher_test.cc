@@ -3,6 +3,8 @@
 // failed call fails each of its items.
 #include "broker/script_batcher.h"
 
+#include <signal.h>
+
 #include <atomic>
 #include <memory>
 #include <string>
@@ -138,6 +140,33 @@ TEST_F(ScriptBatcherTest, ALongListIsSplitAtMaxItems) {
   absl::StatusOr<redis::Reply> calls = client_->Call({"GET", absl::StrCat(QueuePrefix("q"), "calls")});
   ASSERT_TRUE(calls.ok());
   EXPECT_EQ(calls->str(), "4");
+}
+
+TEST_F(ScriptBatcherTest, OnlyPartialCallsWaitForACallInFlight) {
+  ScriptBatcher batcher(client_.get(), EchoBatch(), BrokerOptions{},
+                        ScriptBatcher::Limits{.max_items = 2, .max_in_flight = 1});
+  Result r;
+  r.replies.resize(4);
+  r.errors.resize(4);
+  const auto add = [&](std::vector<int> indexes) {
+    std::vector<ScriptBatcher::Item> items;
+    for (int i : indexes) items.push_back(ItemFor("q", absl::StrCat(i), &r, i));
+    batcher.Add("q", std::move(items));
+  };
+  // Redis frozen: nothing comes back, so calls stay in flight.
+  ASSERT_TRUE(server_->process().Signal(SIGSTOP).ok());
+  add({0});
+  EXPECT_EQ(batcher.InFlightForTest("q"), 1);
+  add({1, 2});  // Full: goes at once.
+  EXPECT_EQ(batcher.InFlightForTest("q"), 2);
+  add({3});  // Partial: waits for a call to return.
+  EXPECT_EQ(batcher.InFlightForTest("q"), 2);
+  ASSERT_TRUE(server_->process().Signal(SIGCONT).ok());
+  ASSERT_TRUE(WaitFor(absl::Seconds(10), [&] { return r.done.load() == 4; }));
+  absl::MutexLock lock(&r.mu);
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(r.errors[i].ok()) << i << ": " << r.errors[i];
+  EXPECT_EQ(r.replies[3], absl::StrCat(QueuePrefix("q"), ":3:3"));
+  EXPECT_EQ(batcher.InFlightForTest("q"), 0);
 }
 
 TEST_F(ScriptBatcherTest, QueuesNeverShareACall) {

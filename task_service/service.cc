@@ -26,8 +26,8 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
-// Collects the results of a batch: the tasks are enqueued in one Redis call
-// (up to 256 tasks; more take several, see Broker::CreateMany). The first
+// Collects the results of a batch: the tasks are enqueued in one round trip
+// to Redis (one script call per 256 tasks, see Broker::CreateMany). The first
 // error wins; tasks created before it stay created (each create is atomic,
 // the batch is not).
 class BatchState {

@@ -65,9 +65,15 @@ absl::Status Worker::Start() {
 }
 
 bool Worker::HasWork() const { return exit_handlers_ || !ready_.empty(); }
-bool Worker::HasCapacity() const {
-  return stopping_ || static_cast<int>(leased_.size()) < options_.concurrency;
+int Worker::FreeSlots() const {
+  // A finished task whose outcome is on its way to Redis (a Complete or
+  // HandBack call in flight) no longer takes a slot, so the fetcher refills
+  // during that round trip; leases in all stay below 2 x concurrency.
+  const int leased = static_cast<int>(leased_.size());
+  return std::min(options_.concurrency - (leased - outstanding_),
+                  2 * options_.concurrency - leased);
 }
+bool Worker::HasCapacity() const { return stopping_ || FreeSlots() > 0; }
 bool Worker::Drained() const { return leased_.empty(); }
 
 WorkerStats Worker::stats() const {
@@ -202,7 +208,7 @@ void Worker::FetchLoop() {
   auto capacity = [&]() {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(this, &Worker::HasCapacity));
-    return stopping_ ? 0 : options_.concurrency - static_cast<int>(leased_.size());
+    return stopping_ ? 0 : FreeSlots();
   };
 
   while (true) {

@@ -139,6 +139,8 @@ class Worker {
   void EndCall();
   bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasCapacity() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How many more tasks the fetcher may lease now.
+  int FreeSlots() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Drained() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const WorkerOptions options_;
