@@ -3,9 +3,11 @@
 #include "broker/consumer.h"
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "broker/events.h"
 #include "broker/test_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -384,8 +386,22 @@ TEST_F(ConsumerTest, OnlyWatchedTasksPublishTheirTransitions) {
   EXPECT_EQ(read->task.state(), Task::PENDING);
   EXPECT_EQ(read->version, 1);
   ASSERT_TRUE(Complete(FetchOne("q"), Success("x")).ok());
-  EXPECT_EQ(next_message(), "loud 2 RUNNING 1");
-  EXPECT_EQ(next_message(), "loud 3 SUCCEEDED 1");
+  // Each event carries the record as of its version.
+  for (const auto& [version, state] : {std::pair<int, std::string>{2, "RUNNING"},
+                                       std::pair<int, std::string>{3, "SUCCEEDED"}}) {
+    absl::StatusOr<TaskEvent> event = ParseTaskEvent(next_message());
+    ASSERT_TRUE(event.ok()) << event.status();
+    EXPECT_EQ(event->id, "loud");
+    EXPECT_EQ(event->version, version);
+    EXPECT_EQ(event->state, state);
+    EXPECT_EQ(event->attempt, 1);
+    ASSERT_NE(event->record, nullptr);
+    EXPECT_EQ(event->record->at("state"), state);
+    EXPECT_EQ(event->record->at("ver"), absl::StrCat(version));
+    absl::StatusOr<Task> task = TaskFromRecord("q", "loud", *event->record);
+    ASSERT_TRUE(task.ok()) << task.status();
+    if (version == 3) EXPECT_EQ(task->result_bytes(), "x");
+  }
 
   // Watching a task that does not exist creates nothing.
   auto missing = Await<Broker::Versioned>([&](auto cb) { broker_->Watch("q", "nope", std::move(cb)); });

@@ -60,7 +60,12 @@ local function set_state(id, task, from, to, now, attempt, fields, ver, watched)
   if watched == nil then watched = redis.call('HEXISTS', task, 'w') == 1 end
   if watched then
     attempt = attempt or redis.call('HGET', task, 'attempt') or '0'
-    redis.call('PUBLISH', P .. 'events', id .. ' ' .. ver .. ' ' .. to .. ' ' .. attempt)
+    -- The record as of this version rides along (broker/events.h), so the
+    -- watcher needs no read of its own.
+    local rec = redis.call('HGETALL', task)
+    local parts = {id .. ' ' .. ver .. ' ' .. to .. ' ' .. attempt .. '\n'}
+    for i = 1, #rec do parts[#parts + 1] = #rec[i] .. ':' .. rec[i] .. ',' end
+    redis.call('PUBLISH', P .. 'events', table.concat(parts))
   end
 end
 

@@ -5,9 +5,8 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
+#include "broker/events.h"
 #include "broker/keys.h"
 #include "common/logging.h"
 #include "redis/connection.h"
@@ -60,15 +59,15 @@ bool WatchHub::WaitSubscribed(absl::Duration timeout) {
 
 void WatchHub::Dispatch(const std::string& channel, const std::string& message) {
   const std::string queue = broker::QueueOfEventsChannel(channel);
-  std::vector<std::string> parts = absl::StrSplit(message, ' ');
+  absl::StatusOr<broker::TaskEvent> parsed = broker::ParseTaskEvent(message);
+  if (queue.empty() || !parsed.ok()) return;
   Event event;
-  if (queue.empty() || parts.size() != 4 || !absl::SimpleAtoi(parts[1], &event.version) ||
-      !absl::SimpleAtoi(parts[3], &event.attempt)) {
-    return;
-  }
-  event.state = parts[2];
+  event.version = parsed->version;
+  event.state = std::move(parsed->state);
+  event.attempt = parsed->attempt;
+  event.record = std::move(parsed->record);
   absl::MutexLock lock(&mu_);
-  auto it = listeners_.find(absl::StrCat(queue, "/", parts[0]));
+  auto it = listeners_.find(absl::StrCat(queue, "/", parsed->id));
   if (it == listeners_.end()) return;
   for (auto& [handle, listener] : it->second) listener(event);
 }

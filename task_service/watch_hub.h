@@ -1,8 +1,9 @@
 // WatchHub: one Redis pub/sub connection shared by every WatchTask stream.
 //
 // It subscribes to the events channels of all queues (PSUBSCRIBE
-// taskmesh:*:events; each transition script publishes "ID VERSION STATE
-// ATTEMPT") and hands each event to the listeners of that task. A listener
+// taskmesh:*:events; the transition scripts publish each transition of a
+// watched task with its record, broker/events.h) and hands each event to the
+// listeners of that task. A listener
 // added while the hub is subscribed receives every event published after
 // Add() returned. After a lost connection the hub resubscribes and sends
 // every listener a `resync` event: events may have been missed, so the
@@ -21,6 +22,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -30,6 +32,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/stop_signal.h"
 #include "absl/time/time.h"
+#include "broker/task_codec.h"
 #include "redis/options.h"
 
 namespace taskmesh::task_service {
@@ -42,6 +45,8 @@ class WatchHub {
     // A Task.State name, or "DELETED".
     std::string state;
     int attempt = 0;
+    // The task record at `version`, when the event carried it.
+    std::shared_ptr<const broker::Record> record;
     // True: the hub may have missed events; re-read the task.
     bool resync = false;
   };

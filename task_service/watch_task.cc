@@ -8,6 +8,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "broker/task_codec.h"
 #include "common/grpc_status.h"
 #include "google/protobuf/util/time_util.h"
 #include "task_service/validation.h"
@@ -112,6 +113,16 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
         return;
       }
       reading_ = true;
+    }
+    if (event.record != nullptr) {
+      // The event carries the record at its version: no read needed.
+      absl::StatusOr<Task> task = broker::TaskFromRecord(ref_.queue, ref_.id, *event.record);
+      if (!task.ok()) {
+        OnRead(event, task.status());
+      } else {
+        OnRead(event, broker::Broker::Versioned{*std::move(task), event.version});
+      }
+      return;
     }
     std::shared_ptr<Watch> self = shared_from_this();
     auto on_read = [self, event](absl::StatusOr<broker::Broker::Versioned> read) {
