@@ -91,17 +91,14 @@ bool IsJsonContentType(absl::string_view ct) {
          (absl::StartsWithIgnoreCase(type, "application/") && absl::EndsWithIgnoreCase(type, "+json"));
 }
 
-void AppendMetadataHeaders(const std::multimap<grpc::string_ref, grpc::string_ref>& md,
-                           HttpResponse* r) {
-  for (const auto& [k, v] : md) {
-    const absl::string_view key(k.data(), k.size());
-    const absl::string_view value(v.data(), v.size());
+void AppendMetadataHeaders(const Metadata& md, HttpResponse* r) {
+  for (const auto& [key, value] : md) {
     if (absl::StartsWith(key, "grpc-")) continue;  // gRPC's own (status, details)
     const std::string name = absl::StrCat("Grpc-Metadata-", key);
     if (absl::EndsWith(key, "-bin")) {
       r->headers.emplace_back(name, absl::Base64Escape(value));
     } else if (ValidMetadataValue(value)) {
-      r->headers.emplace_back(name, std::string(value));
+      r->headers.emplace_back(name, value);
     }
   }
 }
@@ -109,8 +106,9 @@ void AppendMetadataHeaders(const std::multimap<grpc::string_ref, grpc::string_re
 }  // namespace
 
 // Bridges one upstream server stream to one HTTP response (NDJSON or SSE).
-// Deleted in OnDone(). The client-gone hook holds only the shared
-// ClientContext, which may be cancelled at any time, even after the call.
+// Deleted in OnDone(). Runs on the connection's I/O thread, as does the
+// upstream call. The client-gone hook holds only the call's handle, which
+// may be cancelled at any time, even after the call.
 class StreamBridge final : public StreamObserver {
  public:
   StreamBridge(Gateway* gateway, std::shared_ptr<HttpExchange> exchange, const Route* route,
@@ -121,9 +119,9 @@ class StreamBridge final : public StreamObserver {
         call_(std::move(call)),
         format_(format) {}
 
-  void Start(std::shared_ptr<grpc::ClientContext> context, std::string request) {
-    context_ = context;
-    gateway_->upstream_->StartServerStream(*route_, std::move(context), std::move(request), this);
+  void Start(CallOptions options, std::string request) {
+    call_handle_ = gateway_->upstream_->StartServerStream(
+        exchange_->io_context(), *route_, std::move(options), std::move(request), this);
   }
 
   void OnMessage(ServerStream* stream, std::string message) override {
@@ -148,8 +146,7 @@ class StreamBridge final : public StreamObserver {
         head.headers = {{"Content-Type", "application/x-ndjson"}};
       }
       gateway_->AddCommonHeaders(call_, &head);
-      exchange_->StartStream(std::move(head),
-                             [context = context_] { context->TryCancel(); });
+      exchange_->StartStream(std::move(head), [handle = call_handle_] { handle->Cancel(); });
     }
     gateway_->metrics_.StreamMessage(route_->id);
     exchange_->WriteChunk(std::move(frame), [stream](bool ok) {
@@ -161,10 +158,10 @@ class StreamBridge final : public StreamObserver {
     });
   }
 
-  void OnDone(const grpc::Status& status, grpc::ClientContext& context) override {
-    int code = status.error_code();
-    std::string message = status.error_message();
-    std::string details = status.error_details();
+  void OnDone(const RpcStatus& status, const ResponseMetadata& metadata) override {
+    int code = status.code;
+    std::string message = status.message;
+    std::string details = status.details;
     if (!failure_.ok()) {
       code = static_cast<int>(failure_.code());
       message = std::string(failure_.message());
@@ -182,8 +179,8 @@ class StreamBridge final : public StreamObserver {
       } else {
         r = gateway_->ErrorResponse(call_, HttpStatusFromGrpc(code), code, message, details);
       }
-      AppendMetadataHeaders(context.GetServerInitialMetadata(), &r);
-      AppendMetadataHeaders(context.GetServerTrailingMetadata(), &r);
+      AppendMetadataHeaders(metadata.initial, &r);
+      AppendMetadataHeaders(metadata.trailing, &r);
       http_status = r.status;
       gateway_->Finish(exchange_, call_, std::move(r));
     } else {
@@ -217,8 +214,8 @@ class StreamBridge final : public StreamObserver {
   const Route* route_;
   Gateway::CallContext call_;
   StreamFormat format_;
-  std::shared_ptr<grpc::ClientContext> context_;
-  bool started_ = false;       // gRPC threads, one at a time
+  std::shared_ptr<UpstreamCall> call_handle_;
+  bool started_ = false;
   absl::Status failure_;       // a message we could not render
 };
 
@@ -402,15 +399,16 @@ void Gateway::Handle(std::shared_ptr<HttpExchange> exchange) {
     return;
   }
 
-  auto context = std::make_shared<grpc::ClientContext>();
-  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  CallOptions options;
+  options.timeout = timeout;
+  Metadata& metadata = options.metadata;
   const absl::string_view authorization = Header(req, "Authorization");
   if (!authorization.empty()) {
     if (!ValidMetadataValue(authorization)) {
       Finish(exchange, call, ErrorResponse(call, 400, 3, "malformed Authorization header"));
       return;
     }
-    context->AddMetadata("authorization", std::string(authorization));
+    metadata.emplace_back("authorization", std::string(authorization));
   }
   for (const auto& field : req) {
     const std::string_view name_sv = field.name_string();
@@ -432,7 +430,7 @@ void Gateway::Handle(std::shared_ptr<HttpExchange> exchange) {
                                              absl::StrCat("header '", name, "' is not base64")));
         return;
       }
-      context->AddMetadata(key, decoded);
+      metadata.emplace_back(key, std::move(decoded));
     } else {
       if (!ValidMetadataValue(value)) {
         Finish(exchange, call, ErrorResponse(call, 400, 3,
@@ -440,15 +438,15 @@ void Gateway::Handle(std::shared_ptr<HttpExchange> exchange) {
                                                           "' holds a non-printable character")));
         return;
       }
-      context->AddMetadata(key, std::string(value));
+      metadata.emplace_back(key, std::string(value));
     }
   }
-  context->AddMetadata("x-request-id", call.request_id);
+  metadata.emplace_back("x-request-id", call.request_id);
   const absl::string_view forwarded = Header(req, "X-Forwarded-For");
   if (!forwarded.empty() && ValidMetadataValue(forwarded)) {
-    context->AddMetadata("x-forwarded-for", absl::StrCat(forwarded, ", ", exchange->peer()));
+    metadata.emplace_back("x-forwarded-for", absl::StrCat(forwarded, ", ", exchange->peer()));
   } else {
-    context->AddMetadata("x-forwarded-for", exchange->peer());
+    metadata.emplace_back("x-forwarded-for", exchange->peer());
   }
 
   if (route.server_streaming) {
@@ -456,14 +454,17 @@ void Gateway::Handle(std::shared_ptr<HttpExchange> exchange) {
                                     ? StreamFormat::kSse
                                     : StreamFormat::kNdjson;
     auto* bridge = new StreamBridge(this, std::move(exchange), &route, std::move(call), format);
-    bridge->Start(std::move(context), *std::move(request_bytes));
+    bridge->Start(std::move(options), *std::move(request_bytes));
     return;
   }
 
-  upstream_->CallUnary(
-      route, std::move(context), *std::move(request_bytes),
+  // The call and its completion run on this thread's event loop; a client
+  // that leaves meanwhile cancels the call (RST_STREAM).
+  HttpExchange& ex = *exchange;
+  std::shared_ptr<UpstreamCall> handle = upstream_->CallUnary(
+      ex.io_context(), route, std::move(options), *std::move(request_bytes),
       [this, exchange = std::move(exchange), route = &route, call = std::move(call)](
-          const grpc::Status& status, std::string reply, grpc::ClientContext& ctx) mutable {
+          const RpcStatus& status, std::string reply, const ResponseMetadata& md) mutable {
         HttpResponse r;
         if (status.ok()) {
           absl::Status s = response_translator_.ToJson(*route, reply, &r.body);
@@ -475,14 +476,14 @@ void Gateway::Handle(std::shared_ptr<HttpExchange> exchange) {
             r = ErrorResponse(call, 500, 13, s.message());
           }
         } else {
-          const int code = status.error_code();
-          r = ErrorResponse(call, HttpStatusFromGrpc(code), code, status.error_message(),
-                            status.error_details());
+          r = ErrorResponse(call, HttpStatusFromGrpc(status.code), status.code, status.message,
+                            status.details);
         }
-        AppendMetadataHeaders(ctx.GetServerInitialMetadata(), &r);
-        AppendMetadataHeaders(ctx.GetServerTrailingMetadata(), &r);
+        AppendMetadataHeaders(md.initial, &r);
+        AppendMetadataHeaders(md.trailing, &r);
         Finish(exchange, call, std::move(r));
       });
+  ex.OnClientGone([handle = std::move(handle)] { handle->Cancel(); });
 }
 
 void Gateway::HandleBuiltin(std::shared_ptr<HttpExchange> exchange, CallContext* call,
@@ -511,7 +512,7 @@ void Gateway::HandleBuiltin(std::shared_ptr<HttpExchange> exchange, CallContext*
       Finish(exchange, *call, ErrorResponse(*call, 503, 14, "the gateway is shutting down"));
       return;
     }
-    upstream_->CheckHealth(options_.readiness_timeout,
+    upstream_->CheckHealth(exchange->io_context(), options_.readiness_timeout,
                            [this, exchange, call = *call](bool ok, std::string detail) {
                              if (!ok) {
                                Finish(exchange, call,

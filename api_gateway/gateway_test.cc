@@ -487,6 +487,19 @@ TEST_F(GatewayTest, ClientLeavingCancelsTheUpstreamStream) {
   EXPECT_TRUE(PollUntil(absl::Seconds(5), [&] { return gateway_->upstream().in_flight() == 0; }));
 }
 
+TEST_F(GatewayTest, ClientLeavingCancelsTheUpstreamUnaryCall) {
+  HttpClient client(gateway_->port());
+  ASSERT_TRUE(client.SendRaw("POST /v1/fail HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             "Content-Length: 16\r\n\r\n{\"delayMs\":5000}")
+                  .ok());
+  ASSERT_TRUE(PollUntil(absl::Seconds(5), [&] { return gateway_->upstream().in_flight() == 1; }));
+  const absl::Time left = absl::Now();
+  client.Close();
+  // Cancelled (RST_STREAM) at once, not answered when the backend's 5 s are up.
+  EXPECT_TRUE(PollUntil(absl::Seconds(3), [&] { return gateway_->upstream().in_flight() == 0; }));
+  EXPECT_LT(absl::Now() - left, absl::Seconds(3));
+}
+
 TEST_F(GatewayTest, KeepAliveCarriesRequestsAfterAStream) {
   HttpClient client(gateway_->port());
   EXPECT_EQ(client.Send("GET", "/v1/streams/s:watch?count=2").value().status, 200);

@@ -155,6 +155,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Flush();
   }
 
+  void DoWatch(std::function<void()> on_client_gone) {
+    if (closed_) {
+      if (on_client_gone) on_client_gone();
+      return;
+    }
+    if (state_ != State::kHandling || finishing_) return;  // already answered
+    on_client_gone_ = std::move(on_client_gone);
+    Monitor();
+  }
+
   void DoStartStream(HttpResponse head, std::function<void()> on_client_gone) {
     if (closed_) {
       if (on_client_gone) on_client_gone();
@@ -484,6 +494,14 @@ HttpExchange::~HttpExchange() {
   }
 }
 
+boost::asio::io_context& HttpExchange::io_context() const { return connection_->ioc(); }
+
+void HttpExchange::OnClientGone(std::function<void()> on_client_gone) {
+  asio::post(connection_->ioc(), [c = connection_, cb = std::move(on_client_gone)]() mutable {
+    c->DoWatch(std::move(cb));
+  });
+}
+
 void HttpExchange::Respond(HttpResponse response) {
   if (answered_.exchange(true)) return;
   asio::post(connection_->ioc(), [c = connection_, r = std::move(response)]() mutable {
@@ -606,16 +624,19 @@ void HttpServer::Shutdown(absl::Duration grace, const std::function<void()>& can
       for (Connection* c : all) c->Close();
     });
   }
+  // Handlers posted so far (the closes above) run; then the loops stop.
+  // (Other work on them, such as upstream connections, never runs out by
+  // itself, so waiting for the loops to go idle would take the full 2 s.)
+  auto passed = std::make_shared<std::atomic<int>>(0);
+  for (auto& w : impl_->workers_) asio::post(w->ioc, [passed] { passed->fetch_add(1); });
   for (size_t i = 0; i < impl_->workers_.size(); ++i) impl_->guards_[i].reset();
+  const absl::Time deadline = absl::Now() + absl::Seconds(2);
+  while (passed->load() < static_cast<int>(impl_->workers_.size()) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
   for (auto& w : impl_->workers_) {
-    // Pending handlers run to completion; give them a moment, then stop.
-    if (w->thread.joinable()) {
-      std::thread& t = w->thread;
-      const absl::Time deadline = absl::Now() + absl::Seconds(2);
-      while (!w->ioc.stopped() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
-      w->ioc.stop();
-      t.join();
-    }
+    w->ioc.stop();
+    if (w->thread.joinable()) w->thread.join();
   }
   impl_->running_ = false;
 }

@@ -19,6 +19,8 @@
 //
 // Threading: each connection lives on one I/O thread. HttpExchange methods
 // may be called from any thread; they post to the connection's thread.
+// Handle() runs on that thread, whose io_context a handler may use for its
+// own asynchronous work (the gateway's upstream calls run there).
 //
 // Example:
 //   class Hello : public HttpHandler {
@@ -47,6 +49,10 @@
 #include "absl/time/time.h"
 #include "boost/beast/http/message.hpp"
 #include "boost/beast/http/string_body.hpp"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
 
 namespace taskmesh::gateway {
 
@@ -77,6 +83,13 @@ class HttpExchange {
   // The client's IP address.
   const std::string& peer() const { return peer_; }
   std::chrono::steady_clock::time_point start_time() const { return start_; }
+  // The event loop of the connection's I/O thread (the thread Handle() runs on).
+  boost::asio::io_context& io_context() const;
+
+  // Before answering: `on_client_gone` runs (on the I/O thread) if the
+  // client closes the connection while the request is being handled. Not
+  // after the response is complete.
+  void OnClientGone(std::function<void()> on_client_gone);
 
   void Respond(HttpResponse response);
 

@@ -1,21 +1,35 @@
-// Upstream: the gRPC side of the gateway. Forwards serialized requests as
-// bytes through grpc::GenericStub with gRPC's callback API (no thread waits
-// for a reply), one channel set per upstream target.
+// Upstream: the gRPC side of the gateway. An HTTP/2 client speaking the gRPC
+// wire protocol (libnghttp2 for the framing), driven by the same Asio event
+// loops as the HTTP server: a call started on an I/O thread runs on that
+// thread's own connection to the upstream, and its completion runs there
+// too, so a request never changes threads and no thread waits for a reply.
+// Requests go out as the bytes the translator made; nothing is re-serialized.
 //
 // Targets: `--upstream` for every service, `--route=pkg.Service=TARGET` to
-// override one. A target is anything grpc::CreateChannel takes
-// ("127.0.0.1:50051", "dns:///tasks.svc:50051"); channels use the
-// round_robin policy, so a DNS name with several addresses spreads calls
-// over all replicas.
+// override one. A target is `HOST:PORT` or `dns:///NAME:PORT`. A name is
+// resolved with Asio's resolver and calls go round robin over every address
+// it resolved to (what gRPC's round_robin policy does, e.g. over a headless
+// Kubernetes service); names are re-resolved every `resolve_interval` and
+// after a connection to one of their addresses fails. An IP literal is used
+// as is.
 //
-// Thread-safe. Every call holds its grpc::ClientContext until it completes;
-// CancelAll() + WaitIdle() end them all (shutdown).
+// Per I/O thread and upstream address: `connections_per_address` HTTP/2
+// connections, opened on first use. A failed connect makes that address
+// skipped for a backoff (growing from `initial_backoff` to `max_backoff`);
+// its waiting calls move to another address, or fail UNAVAILABLE when there
+// is none. A GOAWAY lets the connection's streams finish and the next call
+// opens a new connection; streams the server refused are retried once.
+//
+// Thread-safety: CallUnary, StartServerStream and CheckHealth must be called
+// on a thread running `loop` (their callbacks run there). UpstreamCall::Cancel,
+// CancelAll, WaitIdle and in_flight are thread-safe.
 //
 // Example:
-//   auto up = Upstream::Create({.default_target = "127.0.0.1:50051"}, {"taskmesh.v1.TaskService"});
-//   (*up)->CallUnary(route, std::move(ctx), bytes,
-//                    [](const grpc::Status& s, const std::string& reply,
-//                       grpc::ClientContext& ctx) { ... });
+//   auto up = Upstream::Create({.default_target = "127.0.0.1:50051"},
+//                              {"taskmesh.v1.TaskService"});
+//   // on a thread running `ioc`:
+//   (*up)->CallUnary(ioc, route, {.timeout = absl::Seconds(5)}, bytes,
+//                    [](const RpcStatus& s, std::string reply, const ResponseMetadata& md) {...});
 #ifndef TASKMESH_API_GATEWAY_UPSTREAM_H_
 #define TASKMESH_API_GATEWAY_UPSTREAM_H_
 
@@ -24,110 +38,171 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "api_gateway/route_table.h"
-#include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/grpcpp.h"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
 
 namespace taskmesh::gateway {
+
+struct UpstreamShared;
 
 struct UpstreamOptions {
   std::string default_target = "127.0.0.1:50051";
   // Service full name -> target, overriding default_target.
   std::map<std::string, std::string> service_targets;
-  // Independent HTTP/2 connections per target; calls alternate over them.
-  int channels_per_target = 1;
+  // HTTP/2 connections per upstream address per I/O thread; calls alternate.
+  int connections_per_address = 1;
   int max_receive_message_bytes = 4 << 20;
+  // Names are looked up again this often (and after a connection failure).
+  absl::Duration resolve_interval = absl::Seconds(30);
+  // How a name is looked up: HOST -> IP addresses. Unset: the system's
+  // resolver (getaddrinfo, through Asio, off the loop thread). A seam for
+  // tests; when set, it runs on the loop thread and must not block.
+  std::function<absl::StatusOr<std::vector<std::string>>(const std::string& host)> resolve;
+  // After a failed connect, the address is skipped this long, doubling up to max.
+  absl::Duration initial_backoff = absl::Milliseconds(250);
+  absl::Duration max_backoff = absl::Seconds(10);
+};
+
+// A gRPC status as the upstream sent it (or as the client made it up:
+// UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, RESOURCE_EXHAUSTED, INTERNAL).
+struct RpcStatus {
+  int code = 0;             // grpc::StatusCode values
+  std::string message;      // grpc-message, percent-decoded
+  std::string details;      // grpc-status-details-bin, decoded: a google.rpc.Status
+  bool ok() const { return code == 0; }
+};
+
+// Metadata as (lower-case key, value) pairs; `-bin` values are raw bytes.
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+// What came back besides messages: response headers and trailers, without
+// the protocol's own (content-type, grpc-status, grpc-message, ...).
+struct ResponseMetadata {
+  Metadata initial;
+  Metadata trailing;
+};
+
+struct CallOptions {
+  absl::Duration timeout = absl::Seconds(30);  // sent as grpc-timeout and enforced locally
+  Metadata metadata;                           // sent as headers (`-bin`: base64)
+};
+
+// A call in flight, for cancelling it. Held by whoever may cancel.
+class UpstreamCall {
+ public:
+  virtual ~UpstreamCall() = default;
+  // Any time, from any thread, also after the call ended (then nothing
+  // happens), as long as the call's io_context exists: RST_STREAM(CANCEL)
+  // and the call ends with CANCELLED.
+  virtual void Cancel() = 0;
 };
 
 class ServerStream;
 
-// Receives a server stream. OnMessage and OnDone run on gRPC threads, one
-// at a time, in order.
+// Receives a server stream. OnMessage and OnDone run on the call's loop
+// thread, one at a time, in order.
 class StreamObserver {
  public:
   virtual ~StreamObserver() = default;
   // After each message the observer calls exactly one of
-  // ServerStream::ReadNext() or ServerStream::Abandon().
+  // ServerStream::ReadNext() or ServerStream::Abandon(), on the loop thread.
   virtual void OnMessage(ServerStream* stream, std::string message) = 0;
-  // Last call; the stream object is gone afterwards.
-  virtual void OnDone(const grpc::Status& status, grpc::ClientContext& context) = 0;
+  // Last call; the stream object must not be used afterwards.
+  virtual void OnDone(const RpcStatus& status, const ResponseMetadata& metadata) = 0;
 };
 
 class ServerStream {
  public:
   virtual ~ServerStream() = default;
+  // Deliver the next message when there is one. Until then, the upstream's
+  // data stays unacknowledged (HTTP/2 flow control), so a slow HTTP client
+  // slows the upstream down.
   virtual void ReadNext() = 0;
   // Instead of ReadNext(): the observer wants no more (client gone).
   virtual void Abandon() = 0;
-  // Any time, from any thread: cancel the call (OnDone follows).
-  virtual void Cancel() = 0;
 };
 
 class Upstream {
  public:
-  // INVALID_ARGUMENT when a service_targets key is not among `services`.
+  // INVALID_ARGUMENT for a malformed target or a service_targets key that is
+  // not among `services`.
   static absl::StatusOr<std::unique_ptr<Upstream>> Create(
       UpstreamOptions options, const std::vector<std::string>& services);
-  ~Upstream();
+  ~Upstream();  // CancelAll(), then waits (bounded) for the calls to end
 
-  using UnaryDone = std::function<void(const grpc::Status& status, std::string reply,
-                                       grpc::ClientContext& context)>;
-  // `done` runs on a gRPC thread.
-  void CallUnary(const Route& route, std::shared_ptr<grpc::ClientContext> context,
-                 std::string request, UnaryDone done);
+  using UnaryDone =
+      std::function<void(const RpcStatus& status, std::string reply, const ResponseMetadata& md)>;
+  // `done` runs once, on `loop`'s thread, never inside this call.
+  std::shared_ptr<UpstreamCall> CallUnary(boost::asio::io_context& loop, const Route& route,
+                                          CallOptions options, std::string request,
+                                          UnaryDone done);
 
   // The stream lives until observer->OnDone() returns.
-  // (Cancel a stream from outside with context->TryCancel(); the context is
-  // shared for that.)
-  void StartServerStream(const Route& route, std::shared_ptr<grpc::ClientContext> context,
-                         std::string request, StreamObserver* observer);
+  std::shared_ptr<UpstreamCall> StartServerStream(boost::asio::io_context& loop,
+                                                  const Route& route, CallOptions options,
+                                                  std::string request, StreamObserver* observer);
 
   // grpc.health.v1.Health/Check (service "") on every target; `done(ok,
-  // detail)` runs once with ok when all answer SERVING.
-  void CheckHealth(absl::Duration timeout, std::function<void(bool, std::string)> done);
+  // detail)` runs once on `loop`'s thread, with ok when all answer SERVING.
+  void CheckHealth(boost::asio::io_context& loop, absl::Duration timeout,
+                   std::function<void(bool, std::string)> done);
 
   // Cancels every call in flight (shutdown).
   void CancelAll();
   // Waits until no call is in flight; false on timeout.
   bool WaitIdle(absl::Duration timeout);
-  int in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
+  int in_flight() const;
 
   const std::string& TargetFor(const std::string& service) const;
   std::vector<std::string> targets() const;
 
-  // Call bookkeeping, used by the call objects. Contexts are shared so that
-  // CancelAll() can cancel outside the lock (a cancel may run callbacks
-  // inline) without a context vanishing under it.
-  void Track(std::shared_ptr<grpc::ClientContext> context);
-  void Untrack(grpc::ClientContext* context);
+  // One upstream target, parsed; immutable.
+  struct Target {
+    std::string name;       // as given
+    std::string authority;  // HOST:PORT, the requests' :authority
+    std::string host;
+    std::string port;
+    bool literal = false;  // host is an IP address: no resolution
+    int index = 0;
+  };
+  class Loop;
 
  private:
-  struct Target {
-    std::string address;
-    std::vector<std::shared_ptr<grpc::Channel>> channels;
-    std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
-    std::atomic<uint32_t> next{0};
-  };
-
   Upstream() = default;
-  grpc::GenericStub* StubFor(const std::string& service);
+  Loop* LoopFor(boost::asio::io_context& loop);
+  const Target* TargetOf(const std::string& service) const;
 
-  UpstreamOptions options_;
-  std::map<std::string, std::unique_ptr<Target>> targets_;  // by address
-  absl::flat_hash_map<std::string, Target*> by_service_;
-  Target* default_target_ = nullptr;
-  std::atomic<int> in_flight_{0};
-  mutable absl::Mutex mu_;
-  absl::flat_hash_map<grpc::ClientContext*, std::shared_ptr<grpc::ClientContext>> live_
-      ABSL_GUARDED_BY(mu_);
+  // Options, targets, the in-flight count and the registry of loops: shared
+  // with the loops, which the io_contexts own and which may outlive this.
+  std::shared_ptr<UpstreamShared> shared_;
+  absl::flat_hash_map<std::string, const Target*> by_service_;
+  const Target* default_target_ = nullptr;
 };
+
+// The gRPC wire format's pieces, exposed for tests.
+namespace grpc_wire {
+// grpc-message is percent-encoded (RFC 3986 style, %XX); a malformed escape
+// stays as it is.
+std::string PercentDecode(absl::string_view in);
+std::string PercentEncode(absl::string_view in);
+// grpc-timeout: at most 8 digits and a unit.
+std::string EncodeTimeout(absl::Duration timeout);
+// The 5-byte length prefix and the message.
+std::string Frame(absl::string_view message);
+// The gRPC code for a response whose HTTP status is not 200.
+int CodeFromHttpStatus(int http_status);
+}  // namespace grpc_wire
 
 }  // namespace taskmesh::gateway
 

@@ -21,6 +21,7 @@ packages=(
   faketime                         # tests/fault F7: libfaketime skews the workers' clocks
   libboost-dev                     # api_gateway: Boost.Beast and Asio (header-only)
   libgoogle-perftools-dev          # api_gateway: tcmalloc
+  libnghttp2-dev                   # api_gateway: its HTTP/2 (gRPC) upstream client
   clang-14 libclang-rt-14-dev      # api_gateway/fuzz: libFuzzer, ASan, UBSan
   curl                             # scripts/run_local.sh: api_gateway readiness
 )

@@ -206,13 +206,14 @@ class TestBackend::Service : public gatewaytest::v1::Transcoding::CallbackServic
   }
 };
 
-absl::StatusOr<std::unique_ptr<TestBackend>> TestBackend::Start() {
+absl::StatusOr<std::unique_ptr<TestBackend>> TestBackend::Start(int port) {
   std::unique_ptr<TestBackend> b(new TestBackend());
   auto service = std::make_unique<Service>();
   Service* raw = service.get();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &b->port_);
+  builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(),
+                           &b->port_);
   builder.RegisterService(raw);
   b->server_ = builder.BuildAndStart();
   if (b->server_ == nullptr || b->port_ == 0) return absl::UnavailableError("cannot start backend");

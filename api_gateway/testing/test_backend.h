@@ -25,7 +25,8 @@ namespace taskmesh::gateway::testing {
 
 class TestBackend {
  public:
-  static absl::StatusOr<std::unique_ptr<TestBackend>> Start();
+  // On 127.0.0.1:`port` (0: a free one; a fixed one restarts a backend).
+  static absl::StatusOr<std::unique_ptr<TestBackend>> Start(int port = 0);
   ~TestBackend();
 
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
