@@ -22,6 +22,10 @@
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
           "gRPC address (HOST:PORT) for TaskService, grpc.health.v1 and reflection");
+ABSL_FLAG(int32_t, max_concurrent_streams, 1000,
+          "Most RPCs in flight on one client connection (HTTP/2 "
+          "SETTINGS_MAX_CONCURRENT_STREAMS; open WatchTask streams count); more wait "
+          "at the client, so an overloaded server's memory stays bounded");
 ABSL_FLAG(std::string, redis, "redis://127.0.0.1:6379",
           "Redis URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]");
 ABSL_FLAG(int32_t, redis_connections, 2,
@@ -66,6 +70,10 @@ int Main() {
     std::fprintf(stderr, "ERROR: --redis_connections must be at least 1\n");
     return 2;
   }
+  if (absl::GetFlag(FLAGS_max_concurrent_streams) < 1) {
+    std::fprintf(stderr, "ERROR: --max_concurrent_streams must be at least 1\n");
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_redis_max_batch) < 1) {
     std::fprintf(stderr, "ERROR: --redis_max_batch must be at least 1\n");
     return 2;
@@ -103,6 +111,8 @@ int Main() {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             absl::GetFlag(FLAGS_max_concurrent_streams));
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

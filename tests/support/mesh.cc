@@ -108,8 +108,9 @@ absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Start(MeshOptions options) {
     // The channel connects once the port listens: a gRPC channel that tried
     // too early stays in reconnect backoff for seconds.
     WaitFor(absl::Seconds(15), [&] { return !mesh->service_->running() || PortOpen(port); });
-    mesh->stub_ = v1::TaskService::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    mesh->address_ = absl::StrCat("127.0.0.1:", port);
+    mesh->stub_ = v1::TaskService::NewStub(
+        grpc::CreateChannel(mesh->address_, grpc::InsecureChannelCredentials()));
     // Ready once a read reaches Redis (NOT_FOUND), not merely the port.
     const bool ready = WaitFor(absl::Seconds(15), [&] {
       if (!mesh->service_->running()) return true;

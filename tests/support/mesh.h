@@ -57,6 +57,8 @@ class Mesh {
   RedisServer& redis() { return *redis_; }
   Process& service() { return *service_; }
   v1::TaskService::Stub& stub() { return *stub_; }
+  // The task_service's gRPC address (127.0.0.1:PORT).
+  const std::string& address() const { return address_; }
   // Where logs go: the undeclared outputs folder, else a temporary folder.
   const std::string& dir() const { return dir_; }
 
@@ -79,6 +81,7 @@ class Mesh {
   Mesh() = default;
 
   std::string dir_;
+  std::string address_;
   std::unique_ptr<RedisServer> redis_;
   std::unique_ptr<Process> service_;
   std::unique_ptr<v1::TaskService::Stub> stub_;
