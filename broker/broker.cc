@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "broker/ids.h"
 #include "broker/keys.h"
 #include "broker/script_call.h"
 #include "broker/scripts.h"
@@ -120,7 +121,7 @@ void Broker::CreateForTick(const std::string& queue, const std::string& name,
 }
 
 absl::StatusOr<ScriptBatcher::Item> Broker::EnqueueItem(const std::string& queue,
-                                                        const std::string& id, Task task,
+                                                        const std::string& given_id, Task task,
                                                         const std::string& tick_key, int64_t tick,
                                                         Callback<Created> done) {
   absl::StatusOr<std::vector<std::string>> fields =
@@ -129,11 +130,16 @@ absl::StatusOr<ScriptBatcher::Item> Broker::EnqueueItem(const std::string& queue
     done(fields.status());
     return fields.status();
   }
+  const bool fresh = given_id.empty();
+  const std::string id = fresh ? NewTaskId(absl::Now()) : given_id;
   ScriptBatcher::Item item;
   item.key = TaskKey(queue, id);
-  item.args = {id, absl::StrCat(absl::ToInt64Seconds(options_.retention)),
+  item.args = {id,
+               absl::StrCat(absl::ToInt64Seconds(options_.retention)),
                task.request_id().empty() ? "" : IdempotencyKey(queue, task.request_id()),
-               tick_key, absl::StrCat(tick)};
+               tick_key,
+               absl::StrCat(tick),
+               std::string(fresh ? "1" : "0")};
   item.args.insert(item.args.end(), std::make_move_iterator(fields->begin()),
                    std::make_move_iterator(fields->end()));
   item.done = [this, queue, id, task = std::move(task),

@@ -55,12 +55,13 @@ class Broker {
 
   // Writes the task record, its stream entry (or its place in the scheduled
   // set, for a future schedule_time) and the idempotency record in one
-  // atomic step. ALREADY_EXISTS if `id` is taken. Concurrent creates of a
-  // queue share Redis calls (ScriptBatcher).
+  // atomic step. ALREADY_EXISTS if `id` is taken; an empty `id` gets a new
+  // one. Concurrent creates of a queue share Redis calls (ScriptBatcher).
   void Create(const std::string& queue, const std::string& id, const taskmesh::v1::Task& task,
               Callback<Created> done);
 
   struct NewTask {
+    // Empty: the broker picks a new id (NewTaskId), known to be free.
     std::string id;
     taskmesh::v1::Task task;
     Callback<Created> done;
@@ -122,8 +123,8 @@ class Broker {
   void Purge(const std::string& queue, bool include_pending, Callback<int64_t> done);
 
  private:
-  // The Enqueue script's item for one task; on a bad task, runs `done` with
-  // the error and returns it.
+  // The Enqueue script's item for one task (`id` empty: a new one); on a bad
+  // task, runs `done` with the error and returns it.
   absl::StatusOr<ScriptBatcher::Item> EnqueueItem(const std::string& queue,
                                                   const std::string& id, taskmesh::v1::Task task,
                                                   const std::string& tick_key, int64_t tick,

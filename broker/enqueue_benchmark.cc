@@ -49,8 +49,8 @@ void BM_EnqueueArgs(benchmark::State& state) {
     auto fields = NewTaskFields(task, 3);
     std::vector<std::string> keys = {TaskKey(queue, id)};
     // One item of the batch script: its length, then its arguments.
-    std::vector<std::string> rest = {absl::StrCat(5 + fields->size()), id, "604800", "", "",
-                                     "0"};
+    std::vector<std::string> rest = {absl::StrCat(6 + fields->size()), id, "604800", "", "",
+                                     "0", "1"};
     rest.insert(rest.end(), fields->begin(), fields->end());
     redis::Args args = scripts::Enqueue().EvalShaArgs(
         keys, ScriptArgs(QueuePrefix(queue), options, std::move(rest)));

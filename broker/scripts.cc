@@ -271,7 +271,8 @@ const redis::Script* MakeWithStreamStates(const char* body) {
 // A batch (see ScriptBatcher). KEYS: one task record per item.
 // ARGV: P, retention, then per item: its length, id, idempotency TTL (s),
 //       idempotency key or '', periodic tick key or '', tick (Unix s),
-//       field, value, ...
+//       '1' for an id the broker just generated (no need to check it is
+//       free) else '0', field, value, ...
 // -> per item: {1, now, state} created; {0, existing id} for a known
 //    request_id; {-1} when the id is taken; {-2} when the periodic tick was
 //    done already.
@@ -290,11 +291,11 @@ local function enqueue(key, a, last)
     if (tonumber(redis.call('GET', tick_key)) or -1) >= tonumber(tick) then return {-2} end
     redis.call('SET', tick_key, tick)
   end
-  if redis.call('EXISTS', key) == 1 then return {-1} end
+  if ARGV[a + 5] ~= '1' and redis.call('EXISTS', key) == 1 then return {-1} end
   -- One HSET writes the whole record, its state included.
   local fields = {'id', id, 'attempt', '0', 'lost', '0', 'ver', '1', 'ctime', T(now), 'mtime', T(now)}
   local sched, prio = 0, nil
-  for i = a + 5, last, 2 do
+  for i = a + 6, last, 2 do
     fields[#fields + 1] = ARGV[i]
     fields[#fields + 1] = ARGV[i + 1]
     if ARGV[i] == 'sched_ms' then sched = tonumber(ARGV[i + 1]) or 0 end

@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "broker/ids.h"
 #include "common/grpc_status.h"
 #include "task_service/validation.h"
 #include "task_service/watch_task.h"
@@ -73,10 +72,9 @@ grpc::ServerUnaryReactor* TaskServiceImpl::CreateTask(
   const absl::Time now = absl::Now();
   absl::StatusOr<std::string> queue = ValidateCreate(*request, "", now);
   if (!queue.ok()) return FinishNow(context, queue.status());
-  const std::string id =
-      request->task_id().empty() ? broker::NewTaskId(now) : request->task_id();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  broker_->Create(*queue, id, request->task(),
+  // An empty id: the broker picks a new one.
+  broker_->Create(*queue, request->task_id(), request->task(),
                   [reactor, response](absl::StatusOr<broker::Broker::Created> created) {
                     if (created.ok()) *response = std::move(created->task);
                     reactor->Finish(ToGrpcStatus(created.status()));
@@ -105,7 +103,7 @@ grpc::ServerUnaryReactor* TaskServiceImpl::BatchCreateTasks(
       return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
                                     prefix, "parent: must be empty or equal the batch's parent")));
     }
-    ids[i] = r.task_id().empty() ? broker::NewTaskId(now) : r.task_id();
+    ids[i] = r.task_id();  // Empty: the broker picks a new one.
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   auto* state = new BatchState(reactor, response, n);
