@@ -1,5 +1,7 @@
 #include "api_gateway/http_server.h"
 
+#include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <optional>
 #include <thread>
@@ -10,13 +12,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/dispatch.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/write.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
 #include "boost/beast/http/error.hpp"
 #include "boost/beast/http/parser.hpp"
-#include "boost/beast/http/read.hpp"
 #include "common/logging.h"
 
 namespace taskmesh::gateway {
@@ -112,10 +114,15 @@ struct IoWorker {
 class HttpServer::Impl {
  public:
   Impl(HttpServerOptions options, HttpHandler* handler)
-      : options_(std::move(options)), handler_(handler) {}
+      : options_(std::move(options)),
+        handler_(handler),
+        min_timeout_(std::clamp(std::min({options_.idle_timeout, options_.header_timeout,
+                                          options_.body_timeout, options_.write_timeout}),
+                                absl::Milliseconds(1), absl::Hours(1))) {}
 
   HttpServerOptions options_;
   HttpHandler* handler_;
+  const absl::Duration min_timeout_;  // the shortest of the connection timeouts
   std::vector<std::unique_ptr<IoWorker>> workers_;
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guards_[64];
@@ -142,6 +149,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     error_code ec;
     const tcp::endpoint remote = socket_.remote_endpoint(ec);
     peer_ = ec ? "unknown" : remote.address().to_string();
+    socket_.non_blocking(true, ec);  // Flush()'s write_some must not block
     ReadRequest();
   }
 
@@ -162,7 +170,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     if (state_ != State::kHandling || finishing_) return;  // already answered
     on_client_gone_ = std::move(on_client_gone);
-    Monitor();
+    if (peer_gone_) {
+      Close();  // runs on_client_gone_
+      return;
+    }
+    WantBytes();  // usually in flight already: it tells when the client leaves
   }
 
   void DoStartStream(HttpResponse head, std::function<void()> on_client_gone) {
@@ -184,7 +196,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     streaming_ = true;
     Flush();
-    Monitor();
+    if (peer_gone_) {
+      Close();
+      return;
+    }
+    WantBytes();
   }
 
   void DoWriteChunk(std::string data, std::function<void(bool)> done) {
@@ -247,23 +263,76 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   const HttpServerOptions& options() const { return server_->options_; }
 
+  // Timeouts: one deadline per connection, checked by a timer that is set
+  // lazily. The timer is never set later than (the time it is set) + the
+  // shortest timeout, so any new deadline (now + a timeout) is at or after
+  // it: moving the deadline, several times per request, touches no timer;
+  // the timer fires at most once per shortest timeout and is set again for
+  // the current deadline.
   void Arm(absl::Duration timeout) {
-    const uint64_t generation = ++timer_generation_;
-    timer_.expires_after(ToChrono(timeout));
-    timer_.async_wait([self = shared_from_this(), generation](const error_code& ec) {
-      if (ec || generation != self->timer_generation_) return;
-      self->Close();  // too slow: drop the connection
+    const auto now = std::chrono::steady_clock::now();
+    const auto d = ToChrono(timeout);
+    deadline_ = d >= kNoDeadline - now ? kNoDeadline : now + d;  // no overflow on "infinite"
+    if (!timer_set_) SetTimer(now);
+  }
+
+  void Disarm() { deadline_ = kNoDeadline; }
+
+  void SetTimer(std::chrono::steady_clock::time_point now) {
+    timer_set_ = true;
+    timer_.expires_at(std::min(deadline_, now + ToChrono(server_->min_timeout_)));
+    timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+      self->timer_set_ = false;
+      if (ec || self->closed_ || self->deadline_ == kNoDeadline) return;
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= self->deadline_) {
+        self->Close();  // too slow: drop the connection
+        return;
+      }
+      self->SetTimer(now);
     });
   }
 
-  void Disarm() {
-    ++timer_generation_;
-    timer_.cancel();
+  // ---- reading
+  //
+  // Requests are parsed from the buffer right where the bytes arrive (not
+  // with Beast's async_read_header / async_read, which complete through the
+  // event loop's queue: two more trips per request). One read is in flight
+  // at a time. While a request is handled, a read goes on only when nothing
+  // is buffered: it tells when the client leaves, and the bytes of a
+  // pipelined request wait in the buffer until the response is out.
+
+  void WantBytes() {
+    if (read_in_flight_ || closed_) return;
+    if (state_ == State::kHandling && buffer_.size() > 0) return;
+    read_in_flight_ = true;
+    socket_.async_read_some(buffer_.prepare(kReadChunk),
+                            [self = shared_from_this()](const error_code& ec, size_t n) {
+                              self->OnRead(ec, n);
+                            });
+  }
+
+  void OnRead(const error_code& ec, size_t n) {
+    read_in_flight_ = false;
+    buffer_.commit(n);
+    if (closed_) return;
+    if (ec) {  // end of stream, reset, or the socket was closed (timeout)
+      OnPeerGone();
+      return;
+    }
+    if (state_ != State::kHandling) Parse();
+  }
+
+  void OnPeerGone() {
+    peer_gone_ = true;
+    // A response that nobody watches for the client leaving still goes out
+    // (to a client that only half-closed); the connection closes after it.
+    if (state_ != State::kHandling || on_client_gone_ || streaming_) Close();
   }
 
   void ReadRequest() {
     if (closed_) return;
-    if (server_->draining_ && buffer_.size() == 0) {
+    if ((server_->draining_ || peer_gone_) && buffer_.size() == 0) {
       Close();
       return;
     }
@@ -272,50 +341,53 @@ class Connection : public std::enable_shared_from_this<Connection> {
     parser_->body_limit(options().max_body_bytes);
     state_ = State::kIdle;
     if (buffer_.size() > 0) {
-      ReadHeader();
-      return;
-    }
-    if (monitor_in_flight_) {  // the stream's watch read doubles as this one
-      resume_after_monitor_ = true;
-      Arm(options().idle_timeout);
+      Parse();
       return;
     }
     Arm(options().idle_timeout);
-    socket_.async_read_some(buffer_.prepare(kReadChunk),
-                            [self = shared_from_this()](const error_code& ec, size_t n) {
-                              self->buffer_.commit(n);
-                              if (ec || self->closed_) {
-                                self->Close();
-                                return;
-                              }
-                              self->ReadHeader();
-                            });
+    WantBytes();
   }
 
-  void ReadHeader() {
-    state_ = State::kReadingHeader;
-    Arm(options().header_timeout);
-    http::async_read_header(socket_, buffer_, *parser_,
-                            [self = shared_from_this()](const error_code& ec, size_t) {
-                              self->OnHeader(ec);
-                            });
-  }
-
-  void OnHeader(const error_code& ec) {
-    if (ec) {
-      OnReadError(ec);
+  // Feeds the buffered bytes to the parser; on to the handler once the
+  // request is complete, else waits for more.
+  void Parse() {
+    if (state_ == State::kIdle) {
+      state_ = State::kReadingHeader;
+      Arm(options().header_timeout);
+    }
+    while (buffer_.size() > 0) {
+      error_code ec;
+      const size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == http::error::need_more) break;
+      if (ec) {
+        OnReadError(ec);
+        return;
+      }
+      if (state_ == State::kReadingHeader && parser_->is_header_done() && !OnHeader()) return;
+      if (parser_->is_done()) {
+        Dispatch();
+        return;
+      }
+      if (used == 0) break;
+    }
+    if (peer_gone_) {  // the client left in the middle of a request
+      Close();
       return;
     }
+    WantBytes();
+  }
+
+  // The header is in. False: stop parsing (answered, or 100 Continue first).
+  bool OnHeader() {
+    state_ = State::kReadingBody;
     int fields = 0;
     for (auto it = parser_->get().begin(); it != parser_->get().end(); ++it) ++fields;
     if (fields > options().max_headers) {
       SendServerError(431, 8, absl::StrCat("more than ", options().max_headers, " header fields"));
-      return;
+      return false;
     }
-    if (parser_->is_done()) {
-      Dispatch();
-      return;
-    }
+    if (parser_->is_done()) return true;
     const auto expect = parser_->get().find(http::field::expect);
     if (expect != parser_->get().end() &&
         beast::iequals(expect->value(), std::string_view("100-continue"))) {
@@ -327,24 +399,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
                             self->Close();
                             return;
                           }
-                          self->ReadBody();
+                          self->Arm(self->options().body_timeout);
+                          self->Parse();
                         });
-      return;
+      return false;
     }
-    ReadBody();
-  }
-
-  void ReadBody() {
-    state_ = State::kReadingBody;
     Arm(options().body_timeout);
-    http::async_read(socket_, buffer_, *parser_,
-                     [self = shared_from_this()](const error_code& ec, size_t) {
-                       if (ec) {
-                         self->OnReadError(ec);
-                         return;
-                       }
-                       self->Dispatch();
-                     });
+    return true;
   }
 
   void OnReadError(const error_code& ec) {
@@ -386,33 +447,41 @@ class Connection : public std::enable_shared_from_this<Connection> {
     server_->handler_->Handle(std::move(exchange));
   }
 
-  // While a stream runs, a read on the socket tells when the client leaves.
-  // Bytes that arrive instead (a pipelined request) stay in the buffer for
-  // the next ReadRequest().
-  void Monitor() {
-    if (monitor_in_flight_ || closed_ || buffer_.size() > 0) return;
-    monitor_in_flight_ = true;
-    socket_.async_read_some(buffer_.prepare(kReadChunk),
-                            [self = shared_from_this()](const error_code& ec, size_t n) {
-                              self->monitor_in_flight_ = false;
-                              self->buffer_.commit(n);
-                              if (ec) {
-                                self->Close();
-                                return;
-                              }
-                              if (self->resume_after_monitor_) {
-                                self->resume_after_monitor_ = false;
-                                self->ReadHeader();
-                              }
-                            });
-  }
-
   void Flush() {
     if (write_in_flight_ || closed_) return;
     if (out_.empty()) {
       if (finishing_) FinishExchange();
       return;
     }
+    // Most responses fit in the socket's buffer: written at once, they need
+    // no trip through the event loop. What does not fit goes out
+    // asynchronously.
+    error_code ec;
+    const size_t n = socket_.write_some(asio::buffer(out_), ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      Close();
+      return;
+    }
+    if (!ec && n == out_.size()) {
+      out_.clear();
+      auto callbacks = std::move(pending_callbacks_);
+      pending_callbacks_.clear();
+      for (auto& cb : callbacks) cb(true);  // they post, never write here
+      if (closed_ || !finishing_) return;
+      if (buffer_.size() > 0) {
+        // A pipelined request: handled from the loop, not inside the
+        // handler that answered this one.
+        asio::post(worker_->ioc, [self = shared_from_this()] {
+          if (!self->closed_ && self->finishing_ && !self->write_in_flight_ && self->out_.empty()) {
+            self->FinishExchange();
+          }
+        });
+        return;
+      }
+      FinishExchange();
+      return;
+    }
+    if (!ec) out_.erase(0, n);
     writing_.swap(out_);
     out_.clear();
     inflight_callbacks_.swap(pending_callbacks_);
@@ -448,8 +517,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   tcp::socket socket_;
+  static constexpr std::chrono::steady_clock::time_point kNoDeadline =
+      std::chrono::steady_clock::time_point::max();
   asio::steady_timer timer_;
-  uint64_t timer_generation_ = 0;
+  std::chrono::steady_clock::time_point deadline_ = kNoDeadline;
+  bool timer_set_ = false;
   IoWorker* worker_;
   HttpServer::Impl* server_;
   std::string peer_;
@@ -461,8 +533,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool chunked_ = true;
   bool streaming_ = false;
   bool finishing_ = false;  // the exchange ends once `out_` is written
-  bool monitor_in_flight_ = false;
-  bool resume_after_monitor_ = false;
+  bool read_in_flight_ = false;
+  bool peer_gone_ = false;       // the client closed (or reset) the connection
   bool write_in_flight_ = false;
   std::string out_;      // queued, not yet written
   std::string writing_;  // being written
@@ -496,15 +568,18 @@ HttpExchange::~HttpExchange() {
 
 boost::asio::io_context& HttpExchange::io_context() const { return connection_->ioc(); }
 
+// These two run at once when called on the connection's thread (the
+// handler's usual case: a unary call completes on that thread's loop), and
+// are posted to it otherwise.
 void HttpExchange::OnClientGone(std::function<void()> on_client_gone) {
-  asio::post(connection_->ioc(), [c = connection_, cb = std::move(on_client_gone)]() mutable {
+  asio::dispatch(connection_->ioc(), [c = connection_, cb = std::move(on_client_gone)]() mutable {
     c->DoWatch(std::move(cb));
   });
 }
 
 void HttpExchange::Respond(HttpResponse response) {
   if (answered_.exchange(true)) return;
-  asio::post(connection_->ioc(), [c = connection_, r = std::move(response)]() mutable {
+  asio::dispatch(connection_->ioc(), [c = connection_, r = std::move(response)]() mutable {
     c->DoRespond(std::move(r));
   });
 }

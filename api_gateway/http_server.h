@@ -18,7 +18,8 @@
 // Connection headers from the server.
 //
 // Threading: each connection lives on one I/O thread. HttpExchange methods
-// may be called from any thread; they post to the connection's thread.
+// may be called from any thread; they post to the connection's thread
+// (Respond and OnClientGone, called on that thread, run at once).
 // Handle() runs on that thread, whose io_context a handler may use for its
 // own asynchronous work (the gateway's upstream calls run there).
 //

@@ -8,10 +8,12 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "api_gateway/json_scan.h"
+#include "api_gateway/plain_json.h"
 #include "api_gateway/url_codec.h"
 #include "api_gateway/utf8.h"
 #include "google/protobuf/util/json_util.h"
@@ -298,6 +300,7 @@ absl::Status RequestTranslator::AppendField(const FieldPath& path, absl::string_
   return absl::OkStatus();
 }
 
+
 absl::Status RequestTranslator::AppendBody(const Route& route, absl::string_view body,
                                            std::string* out) const {
   if (route.body.empty()) return absl::OkStatus();  // no body binding: ignored
@@ -308,6 +311,9 @@ absl::Status RequestTranslator::AppendBody(const Route& route, absl::string_view
   parse_options.ignore_unknown_fields = options_.ignore_unknown_json_fields;
   pb::util::Status s;
   if (route.body_field == nullptr) {  // body: "*"
+    const size_t before = out->size();
+    if (EncodePlainJson(body, route.method->input_type(), out)) return absl::OkStatus();
+    out->resize(before);
     s = pb::util::JsonToBinaryString(api_->resolver(), route.request_type_url,
                                      pb::StringPiece(body.data(), body.size()), out,
                                      parse_options);

@@ -10,6 +10,7 @@
 #include "gatewaytest/v1/transcoding.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 
@@ -190,6 +191,37 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"path_wins_over_body", "PUT", "/v1/things/t1", R"({"name":"things/other"})",
              R"(name: "things/t1")"}),
     [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
+
+// Plain bodies take the translator's own encoder; anything else protobuf's
+// parser. Either way the request must be what protobuf's parser makes of it.
+TEST_F(RequestTranslatorTest, BodiesEncodeAsProtobufsJsonParserDoes) {
+  const char* bodies[] = {
+      R"({})",
+      R"({"id":"x","i32":-5,"i64":"-9000000000","u32":7,"u64":"18446744073709551615"})",
+      R"({"s32":-3,"s64":"-4","f32":9,"f64":"10","sf32":-11,"sf64":"-12"})",
+      R"( { "flag" : true , "color" : "GREEN", "displayName": "d", "i32": "42" } )",
+      R"({"flag":false,"color":1,"display_name":"snake","i64":123,"u32":"8"})",
+      R"({"inner":{"text":"t","count":2147483647,"deep":{}},"id":"caf\u00e9 \"q\""})",
+      R"({"i32":-2147483648,"s64":"-9223372036854775808","u64":0})",
+      R"({"dbl":1.5,"flt":2.5,"raw":"AAE=","tags":["a","b"],"nums":[1,2]})",
+      R"({"at":"2024-01-02T03:04:05Z","maybeInt":3,"labels":{"k":"v"},"meta":{"a":[1,null]}})",
+      R"({"id":"\u00e9","inner":null,"i64":1e3})",
+  };
+  for (const char* body : bodies) {
+    absl::StatusOr<std::unique_ptr<google::protobuf::Message>> got =
+        Run(Case{"", "PUT", "/v1/things/t1", body, ""});
+    ASSERT_TRUE(got.ok()) << body << ": " << got.status();
+    gatewaytest::v1::Thing want;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(body, &want).ok()) << body;
+    want.set_name("things/t1");
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(**got, want))
+        << body << "\n got: " << (*got)->ShortDebugString() << "\nwant: " << want.ShortDebugString();
+  }
+  for (const char* bad : {R"({"i32":2147483648})", R"({"u32":-1})", R"({"i32":1.5})",
+                          R"({"color":"PURPLE"})", R"({"id":1})"}) {
+    EXPECT_FALSE(Run(Case{"", "PUT", "/v1/things/t1", bad, ""}).ok()) << bad;
+  }
+}
 
 TEST_F(RequestTranslatorTest, UnknownQueryParametersCanBeIgnored) {
   RequestTranslatorOptions options;

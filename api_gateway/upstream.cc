@@ -4,24 +4,20 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
-#include <deque>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
-#include "boost/asio/connect.hpp"
+#include "api_gateway/grpc_wire.h"
+#include "api_gateway/h2_connection.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
-#include "boost/asio/write.hpp"
 
 namespace taskmesh::gateway {
 
@@ -29,123 +25,16 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
-// gRPC status codes used here (grpc::StatusCode values).
-constexpr int kCancelled = 1;
-constexpr int kUnknown = 2;
-constexpr int kDeadlineExceeded = 4;
-constexpr int kUnimplemented = 12;
-constexpr int kPermissionDenied = 7;
-constexpr int kResourceExhausted = 8;
-constexpr int kInternal = 13;
-constexpr int kUnavailable = 14;
-constexpr int kUnauthenticated = 16;
-
-// ---- the wire format -------------------------------------------------------
-
-namespace grpc_wire {
-
-std::string PercentDecode(absl::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size() &&
-        absl::ascii_isxdigit(static_cast<unsigned char>(in[i + 1])) &&
-        absl::ascii_isxdigit(static_cast<unsigned char>(in[i + 2]))) {
-      auto hex = [](char c) { return absl::ascii_isdigit(c) ? c - '0' : absl::ascii_tolower(c) - 'a' + 10; };
-      out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(in[i]);
-    }
-  }
-  return out;
-}
-
-std::string PercentEncode(absl::string_view in) {
-  std::string out;
-  for (unsigned char c : in) {
-    if (c >= 0x20 && c <= 0x7e && c != '%') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      absl::StrAppendFormat(&out, "%%%02X", c);
-    }
-  }
-  return out;
-}
-
-std::string EncodeTimeout(absl::Duration timeout) {
-  int64_t ns = absl::ToInt64Nanoseconds(timeout);
-  if (ns <= 0) return "1n";
-  struct Unit {
-    int64_t ns;
-    char c;
-  };
-  static constexpr Unit kUnits[] = {{1, 'n'},
-                                    {1000, 'u'},
-                                    {1000 * 1000, 'm'},
-                                    {1000 * 1000 * 1000, 'S'},
-                                    {60LL * 1000 * 1000 * 1000, 'M'},
-                                    {3600LL * 1000 * 1000 * 1000, 'H'}};
-  for (const Unit& u : kUnits) {
-    const int64_t v = (ns + u.ns - 1) / u.ns;  // rounded up: never shorter
-    if (v < 100000000) return absl::StrCat(v, std::string(1, u.c));
-  }
-  return "99999999H";
-}
-
-std::string Frame(absl::string_view message) {
-  std::string out;
-  out.reserve(5 + message.size());
-  const uint32_t n = static_cast<uint32_t>(message.size());
-  out.push_back('\0');
-  out.push_back(static_cast<char>(n >> 24));
-  out.push_back(static_cast<char>(n >> 16));
-  out.push_back(static_cast<char>(n >> 8));
-  out.push_back(static_cast<char>(n));
-  out.append(message.data(), message.size());
-  return out;
-}
-
-int CodeFromHttpStatus(int http_status) {
-  switch (http_status) {
-    case 400: return kInternal;
-    case 401: return kUnauthenticated;
-    case 403: return kPermissionDenied;
-    case 404: return kUnimplemented;
-    case 429:
-    case 502:
-    case 503:
-    case 504: return kUnavailable;
-    default: return kUnknown;
-  }
-}
-
-}  // namespace grpc_wire
+using grpc_wire::kCancelled;
+using grpc_wire::kDeadlineExceeded;
+using grpc_wire::kInternal;
+using grpc_wire::kResourceExhausted;
+using grpc_wire::kUnavailable;
+using grpc_wire::kUnknown;
 
 namespace {
 
-bool IsProtocolHeader(absl::string_view key) {
-  return key.empty() || key[0] == ':' || key == "content-type" || key == "grpc-status" ||
-         key == "grpc-message" || key == "grpc-status-details-bin" || key == "grpc-encoding" ||
-         key == "grpc-accept-encoding" || key == "te";
-}
-
-std::string Base64DecodeLenient(absl::string_view in) {
-  std::string out;
-  if (!absl::Base64Unescape(in, &out)) absl::WebSafeBase64Unescape(in, &out);
-  return out;
-}
-
-nghttp2_nv Nv(absl::string_view name, absl::string_view value) {
-  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                    value.size(), NGHTTP2_NV_FLAG_NONE};
-}
-
 RpcStatus Status(int code, std::string message) { return RpcStatus{code, std::move(message), {}}; }
-
-class H2Connection;
-class Pool;
 
 }  // namespace
 
@@ -162,26 +51,31 @@ struct UpstreamShared {
 
 namespace {
 
-// One RPC: unary or server streaming. Owned by its Loop's `live` map (and by
-// handles given to the caller); runs on the loop thread only, except Cancel().
-class Call final : public UpstreamCall, public ServerStream, public std::enable_shared_from_this<Call> {
+// One RPC, unary or server streaming, and its HTTP/2 stream. Owned by its
+// Loop's `live` map (and by handles given to the caller); runs on the loop
+// thread only, except Cancel().
+class Call final : public UpstreamCall, public ServerStream, public H2Stream {
  public:
   Call(Upstream::Loop* loop, asio::io_context& ioc, const Upstream::Target* target,
        std::string path, CallOptions options, std::string request)
       : loop_(loop),
-        ioc_(ioc),
         target_(target),
+        ioc_(ioc),
         path_(std::move(path)),
         options_(std::move(options)),
-        body_(grpc_wire::Frame(request)),
-        timer_(ioc) {}
+        grpc_timeout_(grpc_wire::EncodeTimeout(options_.timeout)),
+        body_(grpc_wire::Frame(request)) {}
 
+  std::shared_ptr<Call> SharedSelf() { return std::static_pointer_cast<Call>(shared_from_this()); }
+
+  // UpstreamCall
   void Cancel() override {
-    asio::post(ioc_, [self = shared_from_this()] {
+    asio::post(ioc_, [self = SharedSelf()] {
       self->inbuf_.clear();
       self->Complete(Status(kCancelled, "Cancelled"));
     });
   }
+  // ServerStream
   void ReadNext() override {
     auto self = shared_from_this();
     awaiting_ack_ = false;
@@ -196,118 +90,59 @@ class Call final : public UpstreamCall, public ServerStream, public std::enable_
   }
 
   void Start();
-  // The h2 stream is gone or never was: a final status (first one wins).
+  // The call is over (the stream is gone or never was): a final status; the
+  // first one wins. Delivers it once the messages before it are out.
   void Complete(RpcStatus status);
-  void Pump();
-  void ConsumeIfPartial();
 
-  // From the connection.
-  void OnHeader(bool trailers, absl::string_view name, absl::string_view value);
-  void OnData(const uint8_t* data, size_t len);
-  void OnStreamClose(uint32_t error_code);
-  ssize_t ReadBody(uint8_t* buf, size_t len, uint32_t* flags);
+  // H2Stream
+  bool wants_open() const override { return !ended_; }
+  void RequestHeaders(std::vector<H2Header>* headers) override;
+  absl::string_view RequestBody() const override { return body_; }
+  void OnHeader(bool trailers, absl::string_view name, absl::string_view value) override;
+  void OnData(absl::string_view data) override;
+  void OnClose(uint32_t error_code) override;
+  void OnConnectionClosed(const std::string& reason) override {
+    Complete(Status(kUnavailable, reason));
+  }
+  void OnOpenFailed(const std::string& reason) override;
 
-  Upstream::Loop* loop_;
-  asio::io_context& ioc_;
-  const Upstream::Target* target_;
-  const std::string path_;
-  const CallOptions options_;
-  const std::string body_;
-  size_t sent_ = 0;
-  asio::steady_timer timer_;
+  Upstream::Loop* const loop_;
+  const Upstream::Target* const target_;
   Upstream::UnaryDone done_;
   StreamObserver* observer_ = nullptr;
   bool counted_ = true;  // in in_flight (health checks are not)
-  int attempts_ = 0;
+  int attempts_ = 0;     // sends that did not reach the application, and failed connects
+  bool ended_ = false;      // final status known
+  bool delivered_ = false;  // OnDone / done ran
+  // Set by Start(); the Loop's deadline sweep ends the call then.
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+  std::string inbuf_;       // received, not yet delivered
 
-  std::shared_ptr<H2Connection> conn_;
-  int32_t stream_id_ = -1;
+ private:
+  void Pump();
+  void ConsumeIfPartial();
+
+  asio::io_context& ioc_;
+  const std::string path_;
+  const CallOptions options_;
+  const std::string grpc_timeout_;
+  const std::string body_;
+  std::vector<std::string> encoded_;  // base64 of -bin metadata, for RequestHeaders
 
   int http_status_ = 0;
   bool has_grpc_status_ = false;
   bool headers_seen_ = false;
   RpcStatus status_;
   ResponseMetadata metadata_;
-  std::string inbuf_;
   size_t unconsumed_ = 0;  // stream-level bytes not yet acknowledged
 
-  bool ended_ = false;         // final status known
   RpcStatus final_;
-  bool delivered_ = false;     // OnDone / done ran
   bool awaiting_ack_ = false;  // a message is with the observer
-};
-
-// One HTTP/2 connection to one address, on one loop.
-class H2Connection : public std::enable_shared_from_this<H2Connection> {
- public:
-  H2Connection(Pool* pool, asio::io_context& ioc, tcp::endpoint endpoint)
-      : pool_(pool), ioc_(ioc), endpoint_(endpoint), socket_(ioc) {}
-  ~H2Connection() {
-    if (session_ != nullptr) nghttp2_session_del(session_);
-  }
-
-  void Connect();
-  // Queues or submits `call`.
-  void Submit(const std::shared_ptr<Call>& call);
-  // No new calls; closes once its streams are done.
-  void Drain() {
-    going_away_ = true;
-    MaybeCloseIdle();
-  }
-  // The call no longer wants its stream (deadline, cancel): RST_STREAM.
-  void Reset(Call* call, uint32_t error_code);
-  void Consume(int32_t stream_id, size_t n) {
-    if (session_ != nullptr && !closed_) {
-      nghttp2_session_consume_stream(session_, stream_id, n);
-      ScheduleFlush();
-    }
-  }
-  void Close(const std::string& reason);
-  bool usable() const { return !closed_ && !going_away_; }
-  const tcp::endpoint& endpoint() const { return endpoint_; }
-
- private:
-  friend class Pool;
-  void Open(const std::shared_ptr<Call>& call);
-  void Read();
-  void ScheduleFlush();
-  void Flush();
-  void MaybeCloseIdle();
-  void Detach(Call* call) {
-    streams_.erase(call);
-    if (session_ != nullptr && call->stream_id_ > 0 && !closed_) {
-      nghttp2_session_set_stream_user_data(session_, call->stream_id_, nullptr);
-    }
-    call->conn_ = nullptr;
-    call->stream_id_ = -1;
-  }
-
-  static int OnHeaderCb(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
-                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* ud);
-  static int OnDataCb(nghttp2_session* s, uint8_t, int32_t id, const uint8_t* data, size_t len,
-                      void* ud);
-  static int OnStreamCloseCb(nghttp2_session* s, int32_t id, uint32_t error_code, void* ud);
-  static int OnFrameRecvCb(nghttp2_session* s, const nghttp2_frame* frame, void* ud);
-
-  Pool* pool_;
-  asio::io_context& ioc_;
-  const tcp::endpoint endpoint_;
-  tcp::socket socket_;
-  nghttp2_session* session_ = nullptr;
-  bool connected_ = false;
-  bool closed_ = false;
-  bool going_away_ = false;
-  bool flush_scheduled_ = false;
-  bool write_in_flight_ = false;
-  std::string out_;
-  std::string writing_;
-  char inbuf_[32 * 1024];
-  std::vector<std::shared_ptr<Call>> pending_;  // waiting for the connection
-  absl::flat_hash_set<Call*> streams_;           // submitted, not closed
+  bool starting_ = false;      // inside Start()
 };
 
 // The addresses of one target on one loop, and their connections.
-class Pool {
+class Pool final : public H2Connection::Owner {
  public:
   Pool(asio::io_context& ioc, UpstreamShared* shared, const Upstream::Target* target)
       : ioc_(ioc), shared_(shared), target_(target), resolver_(ioc), timer_(ioc) {
@@ -321,15 +156,8 @@ class Pool {
   }
 
   void Dispatch(const std::shared_ptr<Call>& call);
-  // A connect to `endpoint` failed: back off from it, move its calls.
-  void ConnectFailed(const tcp::endpoint& endpoint, const std::string& reason,
-                     std::vector<std::shared_ptr<Call>> calls);
-  void Connected(const tcp::endpoint& endpoint);
-  // An established connection broke.
-  void ConnectionLost() { ResolveSoon(); }
   void Shutdown() {
     shut_down_ = true;
-    error_code ec;
     timer_.cancel();
     resolver_.cancel();
     for (Address& a : addresses_) {
@@ -340,8 +168,12 @@ class Pool {
     waiting_.clear();
   }
 
-  asio::io_context& ioc() { return ioc_; }
-  UpstreamShared* shared() { return shared_; }
+  // H2Connection::Owner
+  void OnConnected(const tcp::endpoint& endpoint) override;
+  // Backs off from `endpoint` and moves its calls.
+  void OnConnectFailed(const tcp::endpoint& endpoint, const std::string& reason,
+                       std::vector<std::shared_ptr<H2Stream>> streams) override;
+  void OnConnectionLost() override { ResolveSoon(); }
 
  private:
   struct Address {
@@ -376,11 +208,11 @@ class Pool {
   std::vector<Address> addresses_;
   size_t next_ = 0;
   std::vector<std::shared_ptr<Call>> waiting_;  // for the first resolution
-  std::string resolve_error_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for resolver/timer handlers
 };
 
 }  // namespace
+
 
 // Everything one io_context has for one Upstream: a pool per target and the
 // calls in flight. Owned by the io_context (through LoopService), so it
@@ -388,7 +220,7 @@ class Pool {
 class Upstream::Loop {
  public:
   Loop(std::shared_ptr<UpstreamShared> shared, asio::io_context& ioc)
-      : shared_(std::move(shared)), ioc_(ioc) {
+      : shared_(std::move(shared)), ioc_(ioc), deadline_timer_(ioc) {
     for (const Target& t : shared_->targets) {
       pools_.push_back(std::make_unique<Pool>(ioc, shared_.get(), &t));
     }
@@ -410,8 +242,17 @@ class Upstream::Loop {
     live_.emplace(call.get(), call);
     return call;
   }
-  void Start(const std::shared_ptr<Call>& call) { pools_[call->target_->index]->Dispatch(call); }
   void Dispatch(const std::shared_ptr<Call>& call) { pools_[call->target_->index]->Dispatch(call); }
+
+  // Deadlines: one timer per loop, not one per call. It is set for the
+  // earliest deadline it knows of and left alone when a call ends, or starts
+  // with a later deadline (the usual case: calls share a timeout), so a call
+  // costs it nothing; when it fires, one sweep ends the calls that are past
+  // their deadline and sets it for the next.
+  void WatchDeadline(std::chrono::steady_clock::time_point deadline) {
+    if (deadline_timer_set_ && deadline >= deadline_timer_at_) return;
+    SetDeadlineTimer(deadline);
+  }
   void Ended(Call* call) {
     if (call->counted_) shared_->in_flight.fetch_sub(1, std::memory_order_relaxed);
     live_.erase(call);
@@ -434,15 +275,53 @@ class Upstream::Loop {
     }
     for (auto& p : pools_) p->Shutdown();
     live_.clear();
+    deadline_timer_.cancel();
   }
   UpstreamShared* shared() { return shared_.get(); }
   asio::io_context& ioc() { return ioc_; }
 
  private:
+  void SetDeadlineTimer(std::chrono::steady_clock::time_point at) {
+    deadline_timer_set_ = true;
+    deadline_timer_at_ = at;
+    ++deadline_timer_generation_;
+    deadline_timer_.expires_at(at);  // cancels the wait for an earlier setting
+    deadline_timer_.async_wait([this, generation = deadline_timer_generation_](const error_code& ec) {
+      // The io_context owns this Loop, and destroys it (and the timer) only
+      // as it shuts down, when handlers no longer run.
+      if (ec || generation != deadline_timer_generation_) return;
+      deadline_timer_set_ = false;
+      SweepDeadlines();
+    });
+  }
+
+  void SweepDeadlines() {
+    const auto now = std::chrono::steady_clock::now();
+    auto next = std::chrono::steady_clock::time_point::max();
+    std::vector<std::shared_ptr<Call>> expired;
+    for (const auto& [raw, call] : live_) {
+      if (call->ended_) continue;
+      if (call->deadline_ <= now) {
+        expired.push_back(call);
+      } else {
+        next = std::min(next, call->deadline_);  // max: not started
+      }
+    }
+    for (const auto& call : expired) {
+      call->inbuf_.clear();
+      call->Complete(Status(kDeadlineExceeded, "Deadline Exceeded"));
+    }
+    if (next != std::chrono::steady_clock::time_point::max()) WatchDeadline(next);
+  }
+
   std::shared_ptr<UpstreamShared> shared_;
   asio::io_context& ioc_;
   std::vector<std::unique_ptr<Pool>> pools_;
   absl::flat_hash_map<Call*, std::shared_ptr<Call>> live_;
+  asio::steady_timer deadline_timer_;
+  std::chrono::steady_clock::time_point deadline_timer_at_{};
+  bool deadline_timer_set_ = false;
+  uint64_t deadline_timer_generation_ = 0;
 };
 
 namespace {
@@ -465,15 +344,18 @@ std::atomic<uint64_t> next_upstream_id{1};
 
 // ---- Call -------------------------------------------------------------------
 
+// Runs inside CallUnary / StartServerStream / CheckHealth, which promise
+// not to run the caller's callbacks inside them: a delivery that becomes due
+// meanwhile (a call that fails at once) is posted instead.
 void Call::Start() {
-  if (ended_) return;  // cancelled before it started
-  timer_.expires_after(absl::ToChronoNanoseconds(std::max(options_.timeout, absl::ZeroDuration())));
-  timer_.async_wait([self = shared_from_this()](const error_code& ec) {
-    if (ec || self->ended_) return;
-    self->inbuf_.clear();
-    self->Complete(Status(kDeadlineExceeded, "Deadline Exceeded"));
-  });
-  loop_->Start(shared_from_this());
+  starting_ = true;
+  // Clamped: a century is "never", and stays clear of overflow.
+  deadline_ = std::chrono::steady_clock::now() +
+              absl::ToChronoNanoseconds(std::clamp(options_.timeout, absl::ZeroDuration(),
+                                                   absl::Hours(24 * 365 * 100)));
+  loop_->WatchDeadline(deadline_);
+  loop_->Dispatch(SharedSelf());
+  starting_ = false;
 }
 
 void Call::Complete(RpcStatus status) {
@@ -483,21 +365,18 @@ void Call::Complete(RpcStatus status) {
   }
   ended_ = true;
   final_ = std::move(status);
-  timer_.cancel();
-  if (conn_ != nullptr) conn_->Reset(this, NGHTTP2_CANCEL);
+  Reset();  // RST_STREAM, if the stream is still open
   Pump();
 }
 
 void Call::ConsumeIfPartial() {
   // Acknowledge received bytes unless a whole message is waiting for the
   // reader: then the upstream waits too (flow control is the backpressure).
-  if (unconsumed_ == 0 || conn_ == nullptr) return;
-  if (inbuf_.size() >= 5) {
-    const auto* p = reinterpret_cast<const uint8_t*>(inbuf_.data());
-    const uint32_t n = (uint32_t{p[1]} << 24) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 8) | p[4];
-    if (inbuf_.size() >= 5 + size_t{n}) return;
+  if (unconsumed_ == 0 || connection() == nullptr) return;
+  if (auto prefix = grpc_wire::ReadPrefix(inbuf_)) {
+    if (inbuf_.size() >= grpc_wire::kPrefixBytes + size_t{prefix->length}) return;
   }
-  conn_->Consume(stream_id_, unconsumed_);
+  Consume(unconsumed_);
   unconsumed_ = 0;
 }
 
@@ -505,14 +384,17 @@ void Call::ConsumeIfPartial() {
 // one, else the final status once the messages are out.
 void Call::Pump() {
   if (delivered_) return;
+  if (starting_) {
+    asio::post(ioc_, [self = SharedSelf()] { self->Pump(); });
+    return;
+  }
   auto self = shared_from_this();
   const int max = loop_->shared()->options.max_receive_message_bytes;
   std::string message;
   bool have = false;
-  if (inbuf_.size() >= 5) {
-    const auto* p = reinterpret_cast<const uint8_t*>(inbuf_.data());
-    const uint32_t n = (uint32_t{p[1]} << 24) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 8) | p[4];
-    if (p[0] != 0) {
+  if (auto prefix = grpc_wire::ReadPrefix(inbuf_)) {
+    const uint32_t n = prefix->length;
+    if (prefix->flags != 0) {
       inbuf_.clear();
       Complete(Status(kInternal, "a compressed message, and none was asked for"));
       return;
@@ -523,9 +405,10 @@ void Call::Pump() {
                       absl::StrCat("Received message larger than max (", n, " vs. ", max, ")")));
       return;
     }
-    if (inbuf_.size() >= 5 + size_t{n} && (observer_ == nullptr ? ended_ : !awaiting_ack_)) {
-      message = inbuf_.substr(5, n);
-      inbuf_.erase(0, 5 + size_t{n});
+    const size_t end = grpc_wire::kPrefixBytes + size_t{n};
+    if (inbuf_.size() >= end && (observer_ == nullptr ? ended_ : !awaiting_ack_)) {
+      message = inbuf_.substr(grpc_wire::kPrefixBytes, n);
+      inbuf_.erase(0, end);
       have = true;
     }
   }
@@ -558,6 +441,31 @@ void Call::Pump() {
   done(final_, final_.ok() ? std::move(message) : std::string(), metadata_);
 }
 
+void Call::RequestHeaders(std::vector<H2Header>* headers) {
+  headers->reserve(7 + options_.metadata.size());
+  headers->push_back({":method", "POST"});
+  headers->push_back({":scheme", "http"});
+  headers->push_back({":path", path_});
+  headers->push_back({":authority", target_->authority});
+  headers->push_back({"content-type", "application/grpc"});
+  headers->push_back({"te", "trailers"});
+  headers->push_back({"grpc-timeout", grpc_timeout_});
+  encoded_.clear();
+  size_t binary = 0;
+  for (const auto& [key, value] : options_.metadata) binary += absl::EndsWith(key, "-bin");
+  encoded_.reserve(binary);  // so that the views into it stay valid
+  for (const auto& [key, value] : options_.metadata) {
+    if (absl::EndsWith(key, "-bin")) {
+      encoded_.push_back(absl::Base64Escape(value));
+      headers->push_back({key, encoded_.back()});
+    } else {
+      // A fresh value every call: indexing it would only churn both sides'
+      // HPACK tables.
+      headers->push_back({key, value, /*never_index=*/key == "x-request-id"});
+    }
+  }
+}
+
 void Call::OnHeader(bool trailers, absl::string_view name, absl::string_view value) {
   headers_seen_ = true;
   if (name == ":status") {
@@ -568,27 +476,25 @@ void Call::OnHeader(bool trailers, absl::string_view name, absl::string_view val
   } else if (name == "grpc-message") {
     status_.message = grpc_wire::PercentDecode(value);
   } else if (name == "grpc-status-details-bin") {
-    status_.details = Base64DecodeLenient(value);
-  } else if (!IsProtocolHeader(name)) {
-    std::string v = absl::EndsWith(name, "-bin") ? Base64DecodeLenient(value) : std::string(value);
+    status_.details = grpc_wire::DecodeBinaryHeader(value);
+  } else if (!grpc_wire::IsProtocolHeader(name)) {
+    std::string v = absl::EndsWith(name, "-bin") ? grpc_wire::DecodeBinaryHeader(value) : std::string(value);
     (trailers ? metadata_.trailing : metadata_.initial).emplace_back(std::string(name), std::move(v));
   }
 }
 
-void Call::OnData(const uint8_t* data, size_t len) {
+void Call::OnData(absl::string_view data) {
   if (ended_) {
-    if (conn_ != nullptr) conn_->Consume(stream_id_, len);
+    Consume(data.size());
     return;
   }
-  inbuf_.append(reinterpret_cast<const char*>(data), len);
-  unconsumed_ += len;
+  inbuf_.append(data.data(), data.size());
+  unconsumed_ += data.size();
   if (observer_ == nullptr) {  // unary: take it all, check the size early
-    conn_->Consume(stream_id_, unconsumed_);
+    Consume(unconsumed_);
     unconsumed_ = 0;
-    if (inbuf_.size() >= 5) {
-      const auto* p = reinterpret_cast<const uint8_t*>(inbuf_.data());
-      const uint32_t n = (uint32_t{p[1]} << 24) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 8) | p[4];
-      if (n > static_cast<uint32_t>(loop_->shared()->options.max_receive_message_bytes)) {
+    if (auto prefix = grpc_wire::ReadPrefix(inbuf_)) {
+      if (prefix->length > static_cast<uint32_t>(loop_->shared()->options.max_receive_message_bytes)) {
         auto self = shared_from_this();
         Pump();  // RESOURCE_EXHAUSTED
       }
@@ -599,7 +505,7 @@ void Call::OnData(const uint8_t* data, size_t len) {
   Pump();
 }
 
-void Call::OnStreamClose(uint32_t error_code) {
+void Call::OnClose(uint32_t error_code) {
   RpcStatus s;
   if (has_grpc_status_) {
     s = status_;
@@ -610,8 +516,7 @@ void Call::OnStreamClose(uint32_t error_code) {
     // Never processed (GOAWAY, or a stream limit): safe to send again.
     ++attempts_;
     inbuf_.clear();
-    sent_ = 0;
-    loop_->Dispatch(shared_from_this());
+    loop_->Dispatch(SharedSelf());
     return;
   } else if (error_code == NGHTTP2_REFUSED_STREAM) {
     s = Status(kUnavailable, "the upstream refused the stream");
@@ -626,277 +531,12 @@ void Call::OnStreamClose(uint32_t error_code) {
   Complete(std::move(s));
 }
 
-ssize_t Call::ReadBody(uint8_t* buf, size_t len, uint32_t* flags) {
-  const size_t n = std::min(len, body_.size() - sent_);
-  std::memcpy(buf, body_.data() + sent_, n);
-  sent_ += n;
-  if (sent_ == body_.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
-  return static_cast<ssize_t>(n);
-}
-
-// ---- H2Connection -------------------------------------------------------------
-
-void H2Connection::Connect() {
-  socket_.async_connect(endpoint_, [self = shared_from_this()](const error_code& ec) {
-    if (self->closed_) return;
-    if (ec) {
-      self->closed_ = true;
-      auto calls = std::move(self->pending_);
-      self->pending_.clear();
-      self->pool_->ConnectFailed(self->endpoint_, ec.message(), std::move(calls));
-      return;
-    }
-    error_code ignored;
-    self->socket_.set_option(tcp::no_delay(true), ignored);
-    nghttp2_session_callbacks* cbs;
-    nghttp2_session_callbacks_new(&cbs);
-    nghttp2_session_callbacks_set_on_header_callback(cbs, &H2Connection::OnHeaderCb);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &H2Connection::OnDataCb);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &H2Connection::OnStreamCloseCb);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &H2Connection::OnFrameRecvCb);
-    nghttp2_option* option;
-    nghttp2_option_new(&option);
-    nghttp2_option_set_no_auto_window_update(option, 1);
-    nghttp2_session_client_new2(&self->session_, cbs, self.get(), option);
-    nghttp2_option_del(option);
-    nghttp2_session_callbacks_del(cbs);
-    const nghttp2_settings_entry settings[] = {
-        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 << 10},
-    };
-    nghttp2_submit_settings(self->session_, NGHTTP2_FLAG_NONE, settings, 3);
-    nghttp2_session_set_local_window_size(self->session_, NGHTTP2_FLAG_NONE, 0, 64 << 20);
-    self->connected_ = true;
-    self->pool_->Connected(self->endpoint_);
-    auto calls = std::move(self->pending_);
-    self->pending_.clear();
-    for (auto& call : calls) {
-      if (!call->ended_) self->Open(call);
-    }
-    self->Flush();
-    self->Read();
-  });
-}
-
-void H2Connection::Submit(const std::shared_ptr<Call>& call) {
-  call->conn_ = shared_from_this();
-  if (!connected_) {
-    pending_.push_back(call);
-    return;
+void Call::OnOpenFailed(const std::string& reason) {
+  if (++attempts_ < 3) {
+    loop_->Dispatch(SharedSelf());
+  } else {
+    Complete(Status(kUnavailable, absl::StrCat("cannot start a stream: ", reason)));
   }
-  Open(call);
-  ScheduleFlush();
-}
-
-void H2Connection::Open(const std::shared_ptr<Call>& call) {
-  Call* c = call.get();
-  c->conn_ = shared_from_this();
-  const std::string timeout = grpc_wire::EncodeTimeout(c->options_.timeout);
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(8 + c->options_.metadata.size());
-  nva.push_back(Nv(":method", "POST"));
-  nva.push_back(Nv(":scheme", "http"));
-  nva.push_back(Nv(":path", c->path_));
-  nva.push_back(Nv(":authority", c->target_->authority));
-  nva.push_back(Nv("content-type", "application/grpc"));
-  nva.push_back(Nv("te", "trailers"));
-  nva.push_back(Nv("grpc-timeout", timeout));
-  std::vector<std::string> encoded;  // base64 values; reserved, so nva's pointers stay valid
-  encoded.reserve(c->options_.metadata.size());
-  for (const auto& [key, value] : c->options_.metadata) {
-    if (absl::EndsWith(key, "-bin")) {
-      encoded.push_back(absl::Base64Escape(value));
-      nva.push_back(Nv(key, encoded.back()));
-    } else {
-      nva.push_back(Nv(key, value));
-      // A fresh value every call: indexing it would only churn both sides'
-      // HPACK tables.
-      if (key == "x-request-id") nva.back().flags = NGHTTP2_NV_FLAG_NO_INDEX;
-    }
-  }
-  nghttp2_data_provider provider;
-  provider.source.ptr = c;
-  provider.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
-                              nghttp2_data_source* source, void*) -> ssize_t {
-    return static_cast<Call*>(source->ptr)->ReadBody(buf, len, flags);
-  };
-  const int32_t id = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(), &provider, c);
-  if (id < 0) {
-    // Stream ids used up (a very long-lived connection): a fresh one.
-    c->conn_ = nullptr;
-    going_away_ = true;
-    call->attempts_++;
-    if (call->attempts_ < 3) {
-      pool_->Dispatch(call);
-    } else {
-      call->Complete(Status(kUnavailable, absl::StrCat("cannot start a stream: ", nghttp2_strerror(id))));
-    }
-    MaybeCloseIdle();
-    return;
-  }
-  c->stream_id_ = id;
-  streams_.insert(c);
-}
-
-void H2Connection::Reset(Call* call, uint32_t error_code) {
-  if (call->stream_id_ > 0 && session_ != nullptr && !closed_) {
-    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, call->stream_id_, error_code);
-    ScheduleFlush();
-  }
-  if (call->stream_id_ < 0) {
-    pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
-                                  [call](const std::shared_ptr<Call>& c) { return c.get() == call; }),
-                   pending_.end());
-  }
-  Detach(call);
-  MaybeCloseIdle();
-}
-
-void H2Connection::Read() {
-  socket_.async_read_some(asio::buffer(inbuf_), [self = shared_from_this()](const error_code& ec,
-                                                                            size_t n) {
-    if (self->closed_) return;
-    if (ec) {
-      self->Close(ec == asio::error::eof ? "the upstream closed the connection"
-                                         : absl::StrCat("upstream connection: ", ec.message()));
-      return;
-    }
-    const ssize_t r = nghttp2_session_mem_recv(
-        self->session_, reinterpret_cast<const uint8_t*>(self->inbuf_), n);
-    if (self->closed_) return;
-    if (r < 0) {
-      self->Close(absl::StrCat("HTTP/2 error from the upstream: ", nghttp2_strerror(static_cast<int>(r))));
-      return;
-    }
-    self->Flush();
-    if (!self->closed_) self->Read();
-  });
-}
-
-void H2Connection::ScheduleFlush() {
-  if (flush_scheduled_ || write_in_flight_ || closed_ || !connected_) return;
-  flush_scheduled_ = true;
-  // Later in this loop turn: the calls started meanwhile share one write.
-  asio::post(ioc_, [self = shared_from_this()] {
-    self->flush_scheduled_ = false;
-    self->Flush();
-  });
-}
-
-void H2Connection::Flush() {
-  if (write_in_flight_ || closed_ || session_ == nullptr) return;
-  for (;;) {
-    const uint8_t* data;
-    const ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) {
-      Close(absl::StrCat("HTTP/2 error: ", nghttp2_strerror(static_cast<int>(n))));
-      return;
-    }
-    if (n == 0) break;
-    out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-  }
-  if (out_.empty()) {
-    MaybeCloseIdle();
-    return;
-  }
-  writing_.swap(out_);
-  out_.clear();
-  write_in_flight_ = true;
-  asio::async_write(socket_, asio::buffer(writing_),
-                    [self = shared_from_this()](const error_code& ec, size_t) {
-                      self->write_in_flight_ = false;
-                      self->writing_.clear();
-                      if (self->closed_) return;
-                      if (ec) {
-                        self->Close(absl::StrCat("upstream connection: ", ec.message()));
-                        return;
-                      }
-                      self->Flush();
-                    });
-}
-
-void H2Connection::MaybeCloseIdle() {
-  if (closed_ || !connected_) return;
-  if (going_away_ && streams_.empty() && pending_.empty() && !write_in_flight_) {
-    Close("drained");
-    return;
-  }
-  if (session_ != nullptr && !nghttp2_session_want_read(session_) &&
-      !nghttp2_session_want_write(session_) && !write_in_flight_) {
-    Close("the HTTP/2 session ended");
-  }
-}
-
-void H2Connection::Close(const std::string& reason) {
-  if (closed_) return;
-  closed_ = true;
-  const bool was_connected = connected_;
-  error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
-  auto self = shared_from_this();
-  std::vector<Call*> streams(streams_.begin(), streams_.end());
-  auto pending = std::move(pending_);
-  pending_.clear();
-  for (Call* call : streams) {
-    auto keep = call->shared_from_this();
-    Detach(call);
-    call->Complete(Status(kUnavailable, reason));
-  }
-  for (auto& call : pending) {
-    call->conn_ = nullptr;
-    call->Complete(Status(kUnavailable, reason));
-  }
-  if (was_connected) pool_->ConnectionLost();
-}
-
-int H2Connection::OnHeaderCb(nghttp2_session* s, const nghttp2_frame* frame, const uint8_t* name,
-                             size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
-                             void*) {
-  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-  auto* call = static_cast<Call*>(nghttp2_session_get_stream_user_data(s, frame->hd.stream_id));
-  if (call == nullptr) return 0;
-  call->OnHeader(frame->headers.cat == NGHTTP2_HCAT_HEADERS,
-                 absl::string_view(reinterpret_cast<const char*>(name), namelen),
-                 absl::string_view(reinterpret_cast<const char*>(value), valuelen));
-  return 0;
-}
-
-int H2Connection::OnDataCb(nghttp2_session* s, uint8_t, int32_t id, const uint8_t* data,
-                           size_t len, void* ud) {
-  nghttp2_session_consume_connection(s, len);
-  auto* call = static_cast<Call*>(nghttp2_session_get_stream_user_data(s, id));
-  if (call == nullptr) {
-    nghttp2_session_consume_stream(s, id, len);
-    return 0;
-  }
-  call->OnData(data, len);
-  return 0;
-}
-
-int H2Connection::OnStreamCloseCb(nghttp2_session* s, int32_t id, uint32_t error_code, void* ud) {
-  auto* self = static_cast<H2Connection*>(ud);
-  auto* call = static_cast<Call*>(nghttp2_session_get_stream_user_data(s, id));
-  if (call == nullptr) return 0;
-  auto keep = call->shared_from_this();
-  self->streams_.erase(call);
-  nghttp2_session_set_stream_user_data(s, id, nullptr);
-  call->conn_ = nullptr;
-  call->stream_id_ = -1;
-  call->OnStreamClose(error_code);
-  self->MaybeCloseIdle();
-  return 0;
-}
-
-int H2Connection::OnFrameRecvCb(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
-  if (frame->hd.type == NGHTTP2_GOAWAY) {
-    // Streams above last_stream_id are closed as REFUSED_STREAM (and sent
-    // again elsewhere); the rest may finish. New calls go elsewhere.
-    auto* self = static_cast<H2Connection*>(ud);
-    self->going_away_ = true;
-  }
-  return 0;
 }
 
 // ---- Pool -------------------------------------------------------------------------
@@ -940,8 +580,8 @@ void Pool::Dispatch(const std::shared_ptr<Call>& call) {
                                                    last_error.empty() ? "" : ": ", last_error)));
 }
 
-void Pool::ConnectFailed(const tcp::endpoint& endpoint, const std::string& reason,
-                         std::vector<std::shared_ptr<Call>> calls) {
+void Pool::OnConnectFailed(const tcp::endpoint& endpoint, const std::string& reason,
+                           std::vector<std::shared_ptr<H2Stream>> streams) {
   const std::string error = absl::StrCat(endpoint.address().to_string(), ":", endpoint.port(), ": ", reason);
   if (Address* a = Find(endpoint)) {
     const UpstreamOptions& o = shared_->options;
@@ -951,8 +591,8 @@ void Pool::ConnectFailed(const tcp::endpoint& endpoint, const std::string& reaso
     a->last_error = error;
   }
   ResolveSoon();
-  for (auto& call : calls) {
-    call->conn_ = nullptr;
+  for (auto& stream : streams) {
+    auto call = std::static_pointer_cast<Call>(stream);  // a pool's streams are its calls
     if (call->ended_) continue;
     // Another address may take it; each call tries each address at most once.
     if (++call->attempts_ < static_cast<int>(addresses_.size()) + 1 && addresses_.size() > 1) {
@@ -963,7 +603,7 @@ void Pool::ConnectFailed(const tcp::endpoint& endpoint, const std::string& reaso
   }
 }
 
-void Pool::Connected(const tcp::endpoint& endpoint) {
+void Pool::OnConnected(const tcp::endpoint& endpoint) {
   if (Address* a = Find(endpoint)) {
     a->backoff = absl::ZeroDuration();
     a->retry_after = {};
@@ -1038,8 +678,9 @@ void Pool::Resolved(const std::string& error, const std::vector<tcp::endpoint>& 
   if (shut_down_) return;
   resolving_ = false;
   if (!error.empty() || endpoints.empty()) {
-    resolve_error_ = error.empty() ? "no addresses" : error;
-    if (!resolved_) FailWaiting(absl::StrCat("cannot resolve ", target_->name, ": ", resolve_error_));
+    if (!resolved_) {
+      FailWaiting(absl::StrCat("cannot resolve ", target_->name, ": ", error.empty() ? "no addresses" : error));
+    }
   } else {
     SetAddresses(endpoints);
     auto waiting = std::move(waiting_);
@@ -1180,8 +821,7 @@ std::shared_ptr<UpstreamCall> Upstream::CallUnary(asio::io_context& ioc, const R
   auto call = loop->NewCall(TargetOf(route.service), route.grpc_path, std::move(options),
                             std::move(request));
   call->done_ = std::move(done);
-  // Start on the next loop turn: `done` never runs inside this call.
-  asio::post(ioc, [call] { call->Start(); });
+  call->Start();
   return call;
 }
 
@@ -1192,7 +832,7 @@ std::shared_ptr<UpstreamCall> Upstream::StartServerStream(asio::io_context& ioc,
   auto call = loop->NewCall(TargetOf(route.service), route.grpc_path, std::move(options),
                             std::move(request));
   call->observer_ = observer;
-  asio::post(ioc, [call] { call->Start(); });
+  call->Start();
   return call;
 }
 
@@ -1224,7 +864,7 @@ void Upstream::CheckHealth(asio::io_context& ioc, absl::Duration timeout,
       }
       if (--state->remaining == 0) state->done(state->ok, state->detail);
     };
-    asio::post(ioc, [call] { call->Start(); });
+    call->Start();
   }
 }
 

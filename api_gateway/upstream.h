@@ -4,6 +4,9 @@
 // thread's own connection to the upstream, and its completion runs there
 // too, so a request never changes threads and no thread waits for a reply.
 // Requests go out as the bytes the translator made; nothing is re-serialized.
+// The pieces: grpc_wire.h (the gRPC wire format), h2_connection.h (one
+// HTTP/2 connection and its streams); here the calls, the connection pools
+// (names, round robin, backoff) and the per-loop state.
 //
 // Targets: `--upstream` for every service, `--route=pkg.Service=TARGET` to
 // override one. A target is `HOST:PORT` or `dns:///NAME:PORT`. A name is
@@ -43,7 +46,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "api_gateway/route_table.h"
@@ -189,20 +191,6 @@ class Upstream {
   absl::flat_hash_map<std::string, const Target*> by_service_;
   const Target* default_target_ = nullptr;
 };
-
-// The gRPC wire format's pieces, exposed for tests.
-namespace grpc_wire {
-// grpc-message is percent-encoded (RFC 3986 style, %XX); a malformed escape
-// stays as it is.
-std::string PercentDecode(absl::string_view in);
-std::string PercentEncode(absl::string_view in);
-// grpc-timeout: at most 8 digits and a unit.
-std::string EncodeTimeout(absl::Duration timeout);
-// The 5-byte length prefix and the message.
-std::string Frame(absl::string_view message);
-// The gRPC code for a response whose HTTP status is not 200.
-int CodeFromHttpStatus(int http_status);
-}  // namespace grpc_wire
 
 }  // namespace taskmesh::gateway
 

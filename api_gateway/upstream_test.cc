@@ -1,4 +1,4 @@
-// The upstream HTTP/2 gRPC client: the wire helpers, then real calls on
+// The upstream HTTP/2 gRPC client: real calls on
 // loopback against the in-process gRPC test backend (gatewaytest.v1) and
 // against a small nghttp2 server (FakeH2Server) for what a gRPC server does
 // not do on request: GOAWAY, two listening addresses, holding a call.
@@ -45,49 +45,6 @@ bool PollUntil(absl::Duration timeout, const std::function<bool()>& condition) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   return condition();
-}
-
-// ---- the wire format ------------------------------------------------------------
-
-TEST(GrpcWireTest, PercentDecodingOfGrpcMessage) {
-  EXPECT_EQ(grpc_wire::PercentDecode("plain text"), "plain text");
-  EXPECT_EQ(grpc_wire::PercentDecode("100%25 sure%0Anext"), "100% sure\nnext");
-  EXPECT_EQ(grpc_wire::PercentDecode("na%C3%AFve"), "na\xC3\xAFve");
-  EXPECT_EQ(grpc_wire::PercentDecode("%c3%af"), "\xC3\xAF");
-  // Malformed escapes stay as they are.
-  EXPECT_EQ(grpc_wire::PercentDecode("50% off, %zz, %4"), "50% off, %zz, %4");
-  EXPECT_EQ(grpc_wire::PercentDecode("%"), "%");
-}
-
-TEST(GrpcWireTest, PercentEncodingRoundTrips) {
-  const std::string text = "caf\xC3\xA9 100% \n\x01";
-  EXPECT_EQ(grpc_wire::PercentEncode(text), "caf%C3%A9 100%25 %0A%01");
-  EXPECT_EQ(grpc_wire::PercentDecode(grpc_wire::PercentEncode(text)), text);
-}
-
-TEST(GrpcWireTest, TimeoutsUseAtMostEightDigitsAndNeverShrink) {
-  EXPECT_EQ(grpc_wire::EncodeTimeout(absl::Milliseconds(500)), "500000u");
-  EXPECT_EQ(grpc_wire::EncodeTimeout(absl::Seconds(30)), "30000000u");
-  EXPECT_EQ(grpc_wire::EncodeTimeout(absl::Seconds(300)), "300000m");
-  EXPECT_EQ(grpc_wire::EncodeTimeout(absl::Hours(1)), "3600000m");
-  EXPECT_EQ(grpc_wire::EncodeTimeout(absl::Nanoseconds(1500)), "1500n");
-  EXPECT_EQ(grpc_wire::EncodeTimeout(absl::ZeroDuration()), "1n");
-  EXPECT_EQ(grpc_wire::EncodeTimeout(absl::Hours(24 * 365 * 100)), "52560000M");
-}
-
-TEST(GrpcWireTest, FramesHaveAFiveBytePrefix) {
-  EXPECT_EQ(grpc_wire::Frame("abc"), std::string("\0\0\0\0\3abc", 8));
-  EXPECT_EQ(grpc_wire::Frame(""), std::string(5, '\0'));
-  EXPECT_EQ(grpc_wire::Frame(std::string(300, 'x')).substr(0, 5), std::string("\0\0\0\x01\x2c", 5));
-}
-
-TEST(GrpcWireTest, HttpStatusesMapAsGrpcDoes) {
-  EXPECT_EQ(grpc_wire::CodeFromHttpStatus(400), 13);
-  EXPECT_EQ(grpc_wire::CodeFromHttpStatus(401), 16);
-  EXPECT_EQ(grpc_wire::CodeFromHttpStatus(403), 7);
-  EXPECT_EQ(grpc_wire::CodeFromHttpStatus(404), 12);
-  EXPECT_EQ(grpc_wire::CodeFromHttpStatus(503), 14);
-  EXPECT_EQ(grpc_wire::CodeFromHttpStatus(500), 2);
 }
 
 TEST(UpstreamCreateTest, RejectsTargetsItCannotDial) {

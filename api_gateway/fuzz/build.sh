@@ -41,7 +41,7 @@ absl=$(pkg-config --libs absl_status absl_statusor absl_strings absl_synchroniza
 libs=(-lprotobuf $absl -lpthread)
 common=(api_gateway/url_codec.cc api_gateway/path_template.cc api_gateway/path_matcher.cc)
 translation=(api_gateway/json_scan.cc api_gateway/descriptors.cc api_gateway/route_table.cc
-             api_gateway/request_translator.cc api_gateway/response_translator.cc
+             api_gateway/request_translator.cc api_gateway/plain_json.cc api_gateway/response_translator.cc
              "$gen/google/api/http.pb.cc" "$gen/google/api/annotations.pb.cc"
              "$gen/google/rpc/status.pb.cc" "$gen/gatewaytest/v1/transcoding.pb.cc"
              "$gen/transcoding_descriptor_set.cc")
