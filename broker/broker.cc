@@ -84,7 +84,8 @@ redis::Client::Callback VersionedReader(const std::string& queue, const std::str
 Broker::Broker(redis::Client* client, BrokerOptions options)
     : client_(client),
       options_(std::move(options)),
-      enqueue_(client, scripts::Enqueue(), options_, ScriptBatcher::Limits{}) {}
+      enqueue_(client, scripts::Enqueue(), options_,
+               ScriptBatcher::Limits{.max_items = kMaxBatchItems}) {}
 
 void Broker::Create(const std::string& queue, const std::string& id, const Task& task,
                     Callback<Created> done) {

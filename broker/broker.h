@@ -60,15 +60,18 @@ class Broker {
   void Create(const std::string& queue, const std::string& id, const taskmesh::v1::Task& task,
               Callback<Created> done);
 
+  // Most tasks one enqueue script call carries (BatchCreateTasks' limit).
+  static constexpr int kMaxBatchItems = 1000;
+
   struct NewTask {
     // Empty: the broker picks a new id (NewTaskId), known to be free.
     std::string id;
     taskmesh::v1::Task task;
     Callback<Created> done;
   };
-  // Create() for many tasks in one round trip to Redis (one script call per
-  // 256 tasks). Each task is created atomically and answered on its own; the
-  // set is not atomic.
+  // Create() for many tasks in one script call (up to kMaxBatchItems, else
+  // several, pipelined), in order. Each task is created atomically and
+  // answered on its own; the set is not atomic.
   void CreateMany(const std::string& queue, std::vector<NewTask> tasks);
 
   struct Versioned {

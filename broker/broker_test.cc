@@ -1,6 +1,7 @@
 // The producer side of the queue protocol against a real redis-server.
 #include "broker/broker.h"
 
+#include <atomic>
 #include <cstring>
 
 #include <string>
@@ -229,6 +230,33 @@ TEST_F(BrokerTest, ListAndCountWaitingAndRunningTasksAcrossPriorityStreams) {
   q = Await<taskmesh::v1::Queue>([&](auto cb) { broker_->GetQueue("q", std::move(cb)); });
   EXPECT_EQ(q->pending(), 2);
   EXPECT_EQ(q->running(), 1);
+}
+
+TEST_F(BrokerTest, CreateManyEntersTasksInRequestOrderInOneCall) {
+  constexpr int kN = 600;
+  std::vector<Broker::NewTask> tasks;
+  std::atomic<int> done{0};
+  std::vector<std::string> want;
+  for (int i = kN; i > 0; --i) {  // Ids sort the other way round.
+    const std::string id = absl::StrCat("b", i);
+    want.push_back(id);
+    tasks.push_back({id, EchoTask(), [&](absl::StatusOr<Broker::Created> c) {
+                       EXPECT_TRUE(c.ok()) << c.status();
+                       done.fetch_add(1);
+                     }});
+  }
+  ASSERT_TRUE(Create("q", "warm", EchoTask()).ok());  // Loads the script (EVALSHA, then EVAL).
+  ASSERT_TRUE(Await<bool>([&](auto cb) { broker_->Delete("q", "warm", std::move(cb)); }).ok());
+  const int64_t calls_before = EvalCalls();
+  broker_->CreateMany("q", std::move(tasks));
+  ASSERT_TRUE(testing::WaitFor(absl::Seconds(10), [&] { return done.load() == kN; }));
+  EXPECT_EQ(EvalCalls() - calls_before, 1);
+  auto page = Await<Broker::TaskPage>(
+      [&](auto cb) { broker_->List("q", Task::PENDING, 1000, "", std::move(cb)); });
+  ASSERT_TRUE(page.ok()) << page.status();
+  std::vector<std::string> got;
+  for (const Task& t : page->tasks) got.push_back(t.name().substr(strlen("queues/q/tasks/")));
+  EXPECT_EQ(got, want);
 }
 
 TEST_F(BrokerTest, QueueFiguresPauseAndResume) {

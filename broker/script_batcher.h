@@ -54,7 +54,8 @@ class ScriptBatcher {
   ScriptBatcher& operator=(const ScriptBatcher&) = delete;
 
   // Queues `items` of `queue`; they are sent in this order (a long list may
-  // take several calls).
+  // take several calls). Calls in flight together may run in either order:
+  // the client spreads them over its connections.
   void Add(const std::string& queue, std::vector<Item> items);
 
   // Calls of `queue` in Redis now (for tests).

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/synchronization/notification.h"
 #include "broker/broker.h"
 #include "broker/consumer.h"
@@ -113,6 +114,23 @@ class BrokerFixture : public ::testing::Test {
   }
 
   int64_t StreamLength(const std::string& queue) { return Count({"XLEN", StreamKey(queue)}); }
+
+  // Script calls Redis has run so far (EVALSHA and EVAL, INFO commandstats).
+  int64_t EvalCalls() {
+    auto info = client_->Call({"INFO", "commandstats"});
+    if (!info.ok()) return -1;
+    int64_t total = 0;
+    for (const std::string name : {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="}) {
+      const size_t at = info->str().find(name);
+      if (at == std::string::npos) continue;
+      const size_t from = at + name.size();
+      int64_t n = 0;
+      if (absl::SimpleAtoi(info->str().substr(from, info->str().find(',', from) - from), &n)) {
+        total += n;
+      }
+    }
+    return total;
+  }
 
   static taskmesh::v1::Task EchoTask() {
     taskmesh::v1::Task t;

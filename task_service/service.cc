@@ -18,6 +18,9 @@ namespace {
 
 using ::taskmesh::v1::Task;
 
+static_assert(kMaxBatch <= broker::Broker::kMaxBatchItems,
+              "a BatchCreateTasks must fit one enqueue script call (tasks in order)");
+
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
                                     const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -25,8 +28,8 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
-// Collects the results of a batch: the tasks are enqueued in one round trip
-// to Redis (one script call per 256 tasks, see Broker::CreateMany). The first
+// Collects the results of a batch: the tasks are enqueued in order, in one
+// script call (see Broker::CreateMany). The first
 // error wins; tasks created before it stay created (each create is atomic,
 // the batch is not).
 class BatchState {
