@@ -37,24 +37,45 @@ void H2Stream::Reset() {
 
 // ---- H2Connection --------------------------------------------------------------
 
-H2Connection::H2Connection(Owner* owner, asio::io_context& ioc, tcp::endpoint endpoint)
-    : owner_(owner), ioc_(ioc), endpoint_(endpoint), socket_(ioc) {}
+H2Connection::H2Connection(Owner* owner, asio::io_context& ioc, tcp::endpoint endpoint,
+                           absl::Duration connect_timeout)
+    : owner_(owner),
+      ioc_(ioc),
+      endpoint_(endpoint),
+      socket_(ioc),
+      connect_timeout_(connect_timeout),
+      connect_timer_(ioc) {}
 
 H2Connection::~H2Connection() {
   if (session_ != nullptr) nghttp2_session_del(session_);
 }
 
 void H2Connection::Connect() {
+  // An address that drops SYNs would otherwise hold its calls for the
+  // kernel's connect timeout (minutes) or their deadlines.
+  connect_timer_.expires_after(absl::ToChronoNanoseconds(connect_timeout_));
+  connect_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+    if (ec || self->connected_ || self->closed_) return;
+    self->connect_timed_out_ = true;
+    error_code ignored;
+    self->socket_.close(ignored);  // The connect completes with an error.
+  });
   socket_.async_connect(endpoint_, [self = shared_from_this()](const error_code& ec) {
     if (self->closed_) return;
-    if (ec) {
+    if (ec || self->connect_timed_out_) {
       self->closed_ = true;
       auto streams = std::move(self->pending_);
       self->pending_.clear();
       for (auto& stream : streams) stream->connection_ = nullptr;
-      self->owner_->OnConnectFailed(self->endpoint_, ec.message(), std::move(streams));
+      self->owner_->OnConnectFailed(
+          self->endpoint_,
+          self->connect_timed_out_
+              ? absl::StrCat("connect timed out after ", absl::FormatDuration(self->connect_timeout_))
+              : ec.message(),
+          std::move(streams));
       return;
     }
+    self->connect_timer_.cancel();
     error_code ignored;
     self->socket_.set_option(tcp::no_delay(true), ignored);
     nghttp2_session_callbacks* cbs;

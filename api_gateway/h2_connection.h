@@ -53,8 +53,10 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/steady_timer.hpp"
 
 namespace taskmesh::gateway {
 
@@ -126,7 +128,10 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
     virtual void OnConnectionLost() = 0;
   };
 
-  H2Connection(Owner* owner, boost::asio::io_context& ioc, boost::asio::ip::tcp::endpoint endpoint);
+  // A connect that has not completed within `connect_timeout` fails (its
+  // waiting streams go back to the owner, which may try another address).
+  H2Connection(Owner* owner, boost::asio::io_context& ioc, boost::asio::ip::tcp::endpoint endpoint,
+               absl::Duration connect_timeout);
   ~H2Connection();
 
   void Connect();
@@ -163,6 +168,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   boost::asio::io_context& ioc_;
   const boost::asio::ip::tcp::endpoint endpoint_;
   boost::asio::ip::tcp::socket socket_;
+  const absl::Duration connect_timeout_;
+  boost::asio::steady_timer connect_timer_;
+  bool connect_timed_out_ = false;
   nghttp2_session* session_ = nullptr;
   bool connected_ = false;
   bool closed_ = false;

@@ -38,6 +38,9 @@ ABSL_FLAG(bool, taskmesh_protos, true,
 ABSL_FLAG(int32_t, io_threads, 0, "HTTP I/O threads (0: one per core)");
 ABSL_FLAG(int32_t, upstream_channels, 0,
           "HTTP/2 connections per upstream address per I/O thread (0: one)");
+ABSL_FLAG(absl::Duration, upstream_connect_timeout, absl::Seconds(5),
+          "A TCP connect to an upstream address that takes longer fails; its calls move to "
+          "another address, or fail with 503");
 ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "Largest request body (413 beyond)");
 ABSL_FLAG(int64_t, max_header_bytes, 60 * 1024, "Largest request header section (431 beyond)");
 ABSL_FLAG(int32_t, max_headers, 100, "Most request header fields (431 beyond)");
@@ -116,6 +119,10 @@ int Main() {
                              ? absl::GetFlag(FLAGS_io_threads)
                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   upstream_options.connections_per_address = std::max(1, absl::GetFlag(FLAGS_upstream_channels));
+  upstream_options.connect_timeout = absl::GetFlag(FLAGS_upstream_connect_timeout);
+  if (upstream_options.connect_timeout <= absl::ZeroDuration()) {
+    Fail("--upstream_connect_timeout must be positive");
+  }
   upstream_options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_response_bytes);
   absl::StatusOr<std::unique_ptr<Upstream>> upstream =
       Upstream::Create(upstream_options, (*table)->service_names());

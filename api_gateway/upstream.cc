@@ -570,7 +570,8 @@ void Pool::Dispatch(const std::shared_ptr<Call>& call) {
     std::shared_ptr<H2Connection>& conn = a.conns[(pick / addresses_.size()) % per_address];
     if (conn == nullptr || !conn->usable()) {
       if (conn != nullptr) conn->Drain();
-      conn = std::make_shared<H2Connection>(this, ioc_, a.endpoint);
+      conn = std::make_shared<H2Connection>(this, ioc_, a.endpoint,
+                                            shared_->options.connect_timeout);
       conn->Connect();
     }
     conn->Submit(call);

@@ -64,6 +64,9 @@ struct UpstreamOptions {
   std::map<std::string, std::string> service_targets;
   // HTTP/2 connections per upstream address per I/O thread; calls alternate.
   int connections_per_address = 1;
+  // A TCP connect to an address that takes longer fails; the calls waiting
+  // for it move to another address (or fail UNAVAILABLE).
+  absl::Duration connect_timeout = absl::Seconds(5);
   int max_receive_message_bytes = 4 << 20;
   // Names are looked up again this often (and after a connection failure).
   absl::Duration resolve_interval = absl::Seconds(30);

@@ -4,9 +4,14 @@
 // not do on request: GOAWAY, two listening addresses, holding a call.
 #include "api_gateway/upstream.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <nghttp2/nghttp2.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -613,6 +618,66 @@ TEST(UpstreamH2Test, NamesGoRoundRobinOverEveryAddressAndAreResolvedAgain) {
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(CallSync(*up, loop, MakeRoute("M", "a.Svc"), "hi").status.ok());
   EXPECT_EQ(server.calls(0), before);
   EXPECT_EQ(server.calls(1), 20);
+}
+
+// A listener on 127.0.0.1:`port` whose accept queue is full, so the kernel
+// drops new SYNs: a connect to it hangs, like one to a vanished pod's address.
+class SilentListener {
+ public:
+  explicit SilentListener(int port) {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ok_ = bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+          listen(listener_, 0) == 0;
+    // One connection fills a backlog of 0; it is never accepted.
+    filler_ = socket(AF_INET, SOCK_STREAM, 0);
+    ok_ = ok_ && connect(filler_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  }
+  ~SilentListener() {
+    close(filler_);
+    close(listener_);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  int listener_ = -1;
+  int filler_ = -1;
+  bool ok_ = false;
+};
+
+TEST(UpstreamH2Test, ASlowConnectTimesOutAndItsCallMovesToAnotherAddress) {
+  FakeH2Server server({"127.0.0.2"});
+  ASSERT_EQ(server.error(), "");
+  SilentListener silent(server.port());  // 127.0.0.1, same port.
+  ASSERT_TRUE(silent.ok()) << std::strerror(errno);
+  UpstreamOptions o;
+  o.default_target = absl::StrCat("dns:///backends.test:", server.port());
+  o.connect_timeout = absl::Milliseconds(300);
+  o.resolve = [](const std::string&) -> absl::StatusOr<std::vector<std::string>> {
+    return std::vector<std::string>{"127.0.0.1", "127.0.0.2"};  // The silent one first.
+  };
+  auto up = Upstream::Create(o, {"a.Svc"}).value();
+  Loop loop;
+  CallOptions options;
+  options.timeout = absl::Seconds(15);
+  const absl::Time start = absl::Now();
+  UnaryResult r = CallSync(*up, loop, MakeRoute("M", "a.Svc"), "hi", options);
+  ASSERT_TRUE(r.status.ok()) << r.status.message;
+  // Served by 127.0.0.2 after the connect timeout, long before the deadline
+  // (or the kernel's own connect timeout, minutes).
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(250));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(server.calls(0), 1);
+  // The silent address waits out its backoff: the next calls go straight on.
+  const absl::Time again = absl::Now();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(CallSync(*up, loop, MakeRoute("M", "a.Svc"), "hi", options).status.ok());
+  }
+  EXPECT_LT(absl::Now() - again, absl::Milliseconds(250));
+  EXPECT_EQ(server.calls(0), 4);
 }
 
 TEST(UpstreamH2Test, AnUnresolvableNameIsUnavailable) {
