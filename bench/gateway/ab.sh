@@ -19,19 +19,8 @@ gateways=("$@")
 bin=$(bazel info -c opt --symlink_prefix=/ bazel-bin 2>/dev/null)
 work=$(mktemp -d /tmp/taskmesh-gwab.XXXXXX)
 cp "$bin/bench/gateway/echo_backend" "$bin/bench/gateway/echo_proto.descriptor_set.pb" "$work/"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
+source bench/gateway/lib.sh
 trap cleanup EXIT
-free_port() {
-  local port
-  while true; do
-    port=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
-  done
-}
 backend_port=$(free_port)
 "$work/echo_backend" --listen="127.0.0.1:$backend_port" 2>"$work/backend.log" &
 backend_pid=$!
@@ -39,14 +28,10 @@ pids+=("$backend_pid")
 ports=() gpids=()
 for i in "${!gateways[@]}"; do
   port=$(free_port)
-  "${gateways[$i]}" --listen="127.0.0.1:$port" --upstream="127.0.0.1:$backend_port" \
-    --descriptor_set="$work/echo_proto.descriptor_set.pb" --taskmesh_protos=false \
-    2>"$work/gateway$i.log" &
-  gpids+=($!)
-  pids+=($!)
+  start_gateway "${gateways[$i]}" "$port" "$backend_port" "$work" "$work/gateway$i.log"
+  gpids+=("$started_pid")
   ports+=("$port")
 done
-body='{"message":"hello","n":42}'
 for port in "${ports[@]}"; do
   for _ in $(seq 100); do
     curl -sf -XPOST "http://127.0.0.1:$port/v1/echo" -H 'Content-Type: application/json' \
@@ -54,21 +39,15 @@ for port in "${ports[@]}"; do
     sleep 0.1
   done
 done
-cat >"$work/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$body'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
+write_post_lua "$work/post.lua"
 for i in "${!gateways[@]}"; do : >"$work/r$i.txt"; done
 for round in $(seq "$rounds"); do
   for i in "${!gateways[@]}"; do
     url="http://127.0.0.1:${ports[$i]}/v1/echo"
     wrk -t2 -c64 -d2s -s "$work/post.lua" "$url" >/dev/null
-    g0=$(ticks "${gpids[$i]}") b0=$(ticks "$backend_pid")
+    g0=$(cpu_ticks "${gpids[$i]}") b0=$(cpu_ticks "$backend_pid")
     out=$(wrk -t2 -c64 -d"${secs}s" -s "$work/post.lua" "$url")
-    g1=$(ticks "${gpids[$i]}") b1=$(ticks "$backend_pid")
+    g1=$(cpu_ticks "${gpids[$i]}") b1=$(cpu_ticks "$backend_pid")
     if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "ab.sh: errors: $out" >&2; exit 1; fi
     n=$(awk '/requests in/ {print $1}' <<<"$out")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -78,7 +57,6 @@ for round in $(seq "$rounds"); do
     echo "$line" >>"$work/r$i.txt"
   done
 done
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 echo "== medians of $rounds runs of ${secs}s, $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for i in "${!gateways[@]}"; do
   g=$(awk '{print $1}' "$work/r$i.txt" | median)

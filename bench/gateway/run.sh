@@ -24,20 +24,9 @@ work=$(mktemp -d /tmp/taskmesh-gwbench.XXXXXX)
 chmod 755 "$work"  # nginx workers run as www-data
 cp "$bin/api_gateway/api_gateway" "$bin/bench/gateway/echo_backend" \
   "$bin/bench/gateway/echo_proto.descriptor_set.pb" "$work/"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
+source bench/gateway/lib.sh
 trap cleanup EXIT
 
-free_port() {
-  local port
-  while true; do
-    port=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
-  done
-}
 backend_port=$(free_port)
 gateway_port=$(free_port)
 nginx_port=$(free_port)
@@ -45,11 +34,8 @@ nginx_port=$(free_port)
 "$work/echo_backend" --listen="127.0.0.1:$backend_port" 2>"$work/backend.log" &
 backend_pid=$!
 pids+=("$backend_pid")
-"$work/api_gateway" --listen="127.0.0.1:$gateway_port" --upstream="127.0.0.1:$backend_port" \
-  --descriptor_set="$work/echo_proto.descriptor_set.pb" --taskmesh_protos=false \
-  2>"$work/gateway.log" &
-gateway_pid=$!
-pids+=("$gateway_pid")
+start_gateway "$work/api_gateway" "$gateway_port" "$backend_port" "$work" "$work/gateway.log"
+gateway_pid=$started_pid
 
 # nginx-light: one worker (it serves ~130k req/s on one core here), static JSON.
 mkdir -p "$work/nginx/html" "$work/nginx/logs"
@@ -73,7 +59,6 @@ EOF
 nginx_pid=$!
 pids+=("$nginx_pid")
 
-body='{"message":"hello","n":42}'
 ready=
 for _ in $(seq 100); do
   if curl -sf -XPOST "http://127.0.0.1:$gateway_port/v1/echo" -H 'Content-Type: application/json' \
@@ -87,25 +72,10 @@ done
 echo "gateway says: $(curl -s -XPOST "http://127.0.0.1:$gateway_port/v1/echo" \
   -H 'Content-Type: application/json' -d "$body")"
 
-cat >"$work/post.lua" <<EOF
-wrk.method = "POST"
-wrk.body = '$body'
-wrk.headers["Content-Type"] = "application/json"
-EOF
+write_post_lua "$work/post.lua"
 # The same request as a gRPC frame: no compression, length 9, EchoRequest.
 printf '\x00\x00\x00\x00\x09\x0a\x05hello\x10\x2a' >"$work/echo.grpc"
 
-# CPU seconds (user+system) used so far by the given processes and their children.
-cpu_ticks() {
-  local total=0 pid
-  for pid in "$@"; do
-    for p in "$pid" $(pgrep -P "$pid" || true); do
-      total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    done
-  done
-  echo "$total"
-}
-hz=$(getconf CLK_TCK)
 us_per_request() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }'; }
 to_ms() {  # wrk latency "1.23ms" / "456.00us" / "1.02s" -> ms
   awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); printf "%.2f", v / 1000 }
@@ -153,8 +123,6 @@ run_h2load() {
   mean=$(awk '/time for request:/ {print $6}' <<<"$out")
   echo "$(awk '/^finished in/ {print $4}' <<<"$out") $(to_ms "$mean") $(us_per_request $((after - before)) "$n")"
 }
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 : >"$work/nginx.txt"
 : >"$work/gateway.txt"
