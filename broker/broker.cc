@@ -102,11 +102,7 @@ void Broker::CreateMany(const std::string& queue, std::vector<NewTask> tasks) {
         EnqueueItem(queue, t.id, std::move(t.task), "", 0, std::move(t.done));
     if (item.ok()) items.push_back(*std::move(item));
   }
-  if (items.empty()) return;
-  // The registry of queue names lives outside the queue's slot, so it cannot
-  // join the script; it is idempotent and written first.
-  client_->Send({"SADD", std::string(kQueuesKey), queue}, [](absl::StatusOr<Reply>) {});
-  enqueue_.Add(queue, std::move(items));
+  Submit(queue, std::move(items));
 }
 
 void Broker::CreateForTick(const std::string& queue, const std::string& name,
@@ -115,9 +111,16 @@ void Broker::CreateForTick(const std::string& queue, const std::string& name,
       EnqueueItem(queue, absl::StrCat("periodic-", name, "-", tick_unix_s), task,
                   PeriodicTickKey(queue, name), tick_unix_s, std::move(done));
   if (!item.ok()) return;
-  client_->Send({"SADD", std::string(kQueuesKey), queue}, [](absl::StatusOr<Reply>) {});
   std::vector<ScriptBatcher::Item> items;
   items.push_back(*std::move(item));
+  Submit(queue, std::move(items));
+}
+
+void Broker::Submit(const std::string& queue, std::vector<ScriptBatcher::Item> items) {
+  if (items.empty()) return;
+  // The registry of queue names lives outside the queue's slot, so it cannot
+  // join the script; it is idempotent and written first.
+  client_->Send({"SADD", std::string(kQueuesKey), queue}, [](absl::StatusOr<Reply>) {});
   enqueue_.Add(queue, std::move(items));
 }
 

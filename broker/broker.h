@@ -132,6 +132,8 @@ class Broker {
                                                   const std::string& id, taskmesh::v1::Task task,
                                                   const std::string& tick_key, int64_t tick,
                                                   Callback<Created> done);
+  // Registers the queue's name and sends `items` to the Enqueue script.
+  void Submit(const std::string& queue, std::vector<ScriptBatcher::Item> items);
   // Runs `then` if the queue exists, else answers NOT_FOUND.
   void IfQueueExists(const std::string& queue, Callback<taskmesh::v1::Queue> done,
                      absl::AnyInvocable<void(Callback<taskmesh::v1::Queue>)> then);
