@@ -324,6 +324,54 @@ TEST_F(BrokerTest, PurgeDeletesDeadAndOptionallyWaitingTasks) {
   EXPECT_TRUE(Fetch("q").empty());
 }
 
+// KEDA wakes a pool at zero workers from the group's lag: no operation may
+// leave Redis unable to compute it (nil, read as -1 by KEDA), nor wrong.
+TEST_F(BrokerTest, CancelOfTheNewestWaitingTaskKeepsTheLagExact) {
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(Create("q", absl::StrCat("t", i), EchoTask()).ok());
+  ASSERT_TRUE(Await<Task>([&](auto cb) { broker_->Cancel("q", "t5", std::move(cb)); }).ok());
+  EXPECT_EQ(Lag(StreamKey("q")), 5);
+  ASSERT_TRUE(Await<Task>([&](auto cb) { broker_->Cancel("q", "t2", std::move(cb)); }).ok());
+  EXPECT_EQ(Lag(StreamKey("q")), 4);
+  ASSERT_TRUE(Create("q", "t6", EchoTask()).ok());
+  EXPECT_EQ(Lag(StreamKey("q")), 5);
+  // Reading past the gaps keeps it exact: what is delivered is no longer lag.
+  EXPECT_EQ(Fetch("q", 3).size(), 3u);
+  EXPECT_EQ(Lag(StreamKey("q")), 2);
+  EXPECT_EQ(Fetch("q", 10).size(), 2u);
+  EXPECT_EQ(Lag(StreamKey("q")), 0);
+}
+
+TEST_F(BrokerTest, CancelAndDeleteAfterSomeDeliveriesKeepTheLagExact) {
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(Create("q", absl::StrCat("t", i), EchoTask()).ok());
+  std::vector<Lease> running = Fetch("q", 2);
+  ASSERT_EQ(running.size(), 2u);
+  EXPECT_EQ(Lag(StreamKey("q")), 3);
+  ASSERT_TRUE(Await<bool>([&](auto cb) { broker_->Delete("q", "t4", std::move(cb)); }).ok());
+  EXPECT_EQ(Lag(StreamKey("q")), 2);
+  ASSERT_TRUE(Await<Task>([&](auto cb) { broker_->Cancel("q", "t3", std::move(cb)); }).ok());
+  EXPECT_EQ(Lag(StreamKey("q")), 1);
+  // Finishing delivered tasks (XACK + XDEL) leaves it a number too.
+  for (const Lease& l : running) ASSERT_EQ(*Complete(l, Success("r")), Completion::kSucceeded);
+  EXPECT_EQ(Lag(StreamKey("q")), 1);
+}
+
+TEST_F(BrokerTest, PurgeOfWaitingTasksKeepsTheLagExactForLaterTasks) {
+  Task high = EchoTask();
+  high.set_priority(Task::HIGH);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Create("q", absl::StrCat("t", i), EchoTask()).ok());
+  EXPECT_EQ(Fetch("q", 1).size(), 1u);  // One delivered, RUNNING: purge keeps it.
+  ASSERT_TRUE(Create("q", "h", high).ok());
+  auto purged = Await<int64_t>([&](auto cb) { broker_->Purge("q", true, std::move(cb)); });
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 4);
+  EXPECT_EQ(Lag(StreamKey("q")), 0);
+  EXPECT_EQ(Lag(StreamKey("q", "high")), 0);
+  ASSERT_TRUE(Create("q", "after", EchoTask()).ok());
+  ASSERT_TRUE(Create("q", "after-high", high).ok());
+  EXPECT_EQ(Lag(StreamKey("q")), 1);
+  EXPECT_EQ(Lag(StreamKey("q", "high")), 1);
+}
+
 TEST_F(BrokerTest, RedisDownMeansUnavailableNotOk) {
   ASSERT_TRUE(redis_->Kill().ok());
   auto created = Create("q", "t", EchoTask());

@@ -135,7 +135,8 @@ absl::StatusOr<Consumer::Fetched> Consumer::Fetch(const std::string& queue, int 
 
 absl::StatusOr<std::vector<Lease>> Consumer::Wait(redis::Connection& conn,
                                                   const std::vector<std::string>& queues,
-                                                  absl::Duration block) {
+                                                  absl::Duration block,
+                                                  const std::function<bool()>& may_start) {
   redis::Args args = {"XREADGROUP",       "GROUP", std::string(kConsumerGroup), options_.consumer,
                       "COUNT",            "1",     "BLOCK",
                       absl::StrCat(absl::ToInt64Milliseconds(block)), "STREAMS"};
@@ -176,10 +177,11 @@ absl::StatusOr<std::vector<Lease>> Consumer::Wait(redis::Connection& conn,
       }
     }
   }
+  const bool start = may_start();
   for (auto& [queue, triples] : per_queue) {
     std::vector<std::string> rest = {
         options_.consumer, absl::StrCat(absl::ToInt64Milliseconds(options_.lease)),
-        absl::StrCat(options_.poison_after)};
+        absl::StrCat(options_.poison_after), start ? "1" : "0"};
     rest.insert(rest.end(), triples.begin(), triples.end());
     // On the fetch connection, from the fetch thread: no hand-off to the
     // client's I/O thread on the idle path, where latency is what counts.

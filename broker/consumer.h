@@ -15,6 +15,7 @@
 #ifndef TASKMESH_BROKER_CONSUMER_H_
 #define TASKMESH_BROKER_CONSUMER_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -93,10 +94,14 @@ class Consumer {
 
   // Waits up to `block` for a new entry on any of `queues`, on `conn` (a
   // blocking read must not stall the pipelined client), and starts what
-  // arrived (at most one task per stream), also on `conn`.
+  // arrived (at most one task per stream), also on `conn`. What arrived for
+  // a queue paused meanwhile, or when `may_start()` (asked once the read
+  // returns) says no (the worker began to drain), goes back to its stream
+  // unstarted: a task the API calls RUNNING is one that a worker runs.
   absl::StatusOr<std::vector<Lease>> Wait(redis::Connection& conn,
                                           const std::vector<std::string>& queues,
-                                          absl::Duration block);
+                                          absl::Duration block,
+                                          const std::function<bool()>& may_start);
 
   // Re-delivers up to `count` tasks of `queue` whose lease expired.
   absl::StatusOr<std::vector<Lease>> Reclaim(const std::string& queue, int count);

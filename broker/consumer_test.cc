@@ -254,15 +254,51 @@ TEST_F(ConsumerTest, ScheduledTaskRunsWhenDueNotBefore) {
 
 TEST_F(ConsumerTest, WaitDeliversAndStartsNewTasks) {
   ASSERT_TRUE(consumer_->EnsureGroups(*conn_, {"a", "b"}).ok());
-  auto none = consumer_->Wait(*conn_, {"a", "b"}, absl::Milliseconds(50));
+  auto none = consumer_->Wait(*conn_, {"a", "b"}, absl::Milliseconds(50), [] { return true; });
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_TRUE(none->empty());
   ASSERT_TRUE(Create("b", "t", EchoTask()).ok());
-  auto got = consumer_->Wait(*conn_, {"a", "b"}, absl::Seconds(1));
+  auto got = consumer_->Wait(*conn_, {"a", "b"}, absl::Seconds(1), [] { return true; });
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ((*got)[0].queue, "b");
   EXPECT_EQ(StateOf("b", "t"), Task::RUNNING);
+}
+
+// A worker idle in its blocking read when the queue is paused starts
+// nothing it then receives: the entry goes back, the task stays PENDING.
+TEST_F(ConsumerTest, WaitStartsNothingOfAQueuePausedWhileItWaited) {
+  ASSERT_TRUE(consumer_->EnsureGroups(*conn_, {"q"}).ok());
+  ASSERT_TRUE(Create("q", "t", EchoTask()).ok());
+  ASSERT_TRUE(
+      Await<taskmesh::v1::Queue>([&](auto cb) { broker_->SetPaused("q", true, std::move(cb)); })
+          .ok());
+  auto got = consumer_->Wait(*conn_, {"q"}, absl::Seconds(1), [] { return true; });
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(got->empty());
+  EXPECT_EQ(StateOf("q", "t"), Task::PENDING);
+  EXPECT_EQ(Lag(StreamKey("q")), 1);
+  ASSERT_TRUE(
+      Await<taskmesh::v1::Queue>([&](auto cb) { broker_->SetPaused("q", false, std::move(cb)); })
+          .ok());
+  Lease lease = FetchOne("q");
+  EXPECT_EQ(lease.task_id, "t");
+  EXPECT_EQ(lease.attempt, 1);
+}
+
+// A worker that began to drain while it waited gives back what arrived.
+TEST_F(ConsumerTest, WaitGivesBackWhatArrivesWhenTheWorkerMayNotStart) {
+  ASSERT_TRUE(consumer_->EnsureGroups(*conn_, {"q"}).ok());
+  ASSERT_TRUE(Create("q", "t", EchoTask()).ok());
+  auto got = consumer_->Wait(*conn_, {"q"}, absl::Seconds(1), [] { return false; });
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(got->empty());
+  EXPECT_EQ(StateOf("q", "t"), Task::PENDING);
+  EXPECT_EQ(Lag(StreamKey("q")), 1);
+  auto other = MakeConsumer("c2", absl::Seconds(30));
+  std::vector<Lease> leases = Fetch("q", 10, other.get());
+  ASSERT_EQ(leases.size(), 1u);
+  EXPECT_EQ(leases[0].attempt, 1);
 }
 
 TEST_F(ConsumerTest, FirstTaskCreatesTheConsumerGroupSoLagIsVisible) {

@@ -127,6 +127,56 @@ local function ack(stream, sid)
   redis.call('XDEL', stream, sid)
 end
 
+-- The id of the last entry the workers' group was given; nil without a
+-- stream.
+local function last_delivered(stream)
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
+  if not ok then return nil end
+  for _, g in ipairs(groups) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] end
+      if g[i] == 'last-delivered-id' then last = g[i + 1] end
+    end
+    if name == G then return last end
+  end
+  return '0-0'
+end
+
+-- Stream entry ids ('ms-seq') in order.
+local function id_less(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+
+-- Deletes entries of a stream, some of which the group may not have
+-- delivered yet (a cancelled, deleted or purged PENDING task), keeping the
+-- group's lag exact. KEDA scales the workers on that lag (XINFO GROUPS).
+-- Redis cannot compute it (it reports nil, and KEDA reads -1: no wake-up
+-- from zero workers) once an undelivered entry is XDELed, until the group
+-- reads past it. So the stream's counters are set to what they would be had
+-- the deleted entries never been added: entries-added minus the undelivered
+-- ones removed, and no deletion after the group's position (XSETID).
+local function xdel_entries(stream, sids)
+  local last = last_delivered(stream) or '0-0'
+  local undelivered = 0
+  for _, sid in ipairs(sids) do
+    if redis.call('XDEL', stream, sid) == 1 and id_less(last, sid) then
+      undelivered = undelivered + 1
+    end
+  end
+  if undelivered == 0 then return end
+  local info = redis.call('XINFO', 'STREAM', stream)
+  local added, top
+  for i = 1, #info, 2 do
+    if info[i] == 'entries-added' then added = info[i + 1] end
+    if info[i] == 'last-generated-id' then top = info[i + 1] end
+  end
+  redis.call('XSETID', stream, top, 'ENTRIESADDED', I(added - undelivered), 'MAXDELETEDID', '0-1')
+end
+
 -- Starts the task of a delivered stream entry under a lease; returns the
 -- fields a worker needs (id, type, payload, pk, attempt, max_att, tmo_ms),
 -- or nil when there is nothing to run (stale entry, dead letter).
@@ -201,21 +251,6 @@ end
 constexpr char kStreamStates[] = R"lua(
 local STREAMS = {P .. 'stream:high', P .. 'stream', P .. 'stream:low'}
 
--- The id of the last entry the workers' group was given; nil without a
--- stream.
-local function last_delivered(stream)
-  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
-  if not ok then return nil end
-  for _, g in ipairs(groups) do
-    local name, last
-    for i = 1, #g, 2 do
-      if g[i] == 'name' then name = g[i + 1] end
-      if g[i] == 'last-delivered-id' then last = g[i + 1] end
-    end
-    if name == G then return last end
-  end
-  return '0-0'
-end
 
 -- The stream entries of `state` tasks in priority order: PENDING, those not
 -- yet delivered; RUNNING, those delivered and not yet acknowledged. Skips
@@ -376,14 +411,33 @@ return out
 }
 
 // KEYS: queue meta
-// ARGV: P, retention, consumer, lease ms, poison after, then triples of
-//       stream, entry id, task id
-// -> {'ok', 0, stream, entry id, record, ...}
+// ARGV: P, retention, consumer, lease ms, poison after, '1' to start them
+//       ('0': the worker is draining), then triples of stream, entry id,
+//       task id
+// -> {'ok', 0, stream, entry id, record, ...} | {'paused'} | {'returned'}
+//    (paused or draining: nothing started, the entries went back)
 const redis::Script& StartDelivered() {
   static const redis::Script* s = Make(R"lua(
+-- A pause (or the worker's drain) may come while the worker waits in its
+-- blocking read: what that read delivered then goes back to the stream's
+-- end, not started, for a later read (of any worker) to deliver again.
+local paused = redis.call('HGET', KEYS[1], 'paused') == '1'
+if paused or ARGV[6] ~= '1' then
+  for i = 7, #ARGV, 3 do
+    local stream, sid, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local task = tkey(id)
+    local cur = redis.call('HMGET', task, 'state', 'sid')
+    ack(stream, sid)
+    if cur[1] == 'PENDING' and cur[2] == sid then
+      redis.call('HSET', task, 'sid', xadd(stream, id))
+    end
+  end
+  if paused then return {'paused'} end
+  return {'returned'}
+end
 local now = now_ms()
 local out = {'ok', 0}
-for i = 6, #ARGV, 3 do
+for i = 7, #ARGV, 3 do
   start_entries(out, ARGV[i], {{ARGV[i + 1], {'id', ARGV[i + 2]}}}, ARGV[3],
                 tonumber(ARGV[4]), tonumber(ARGV[5]), now)
 end
@@ -582,7 +636,7 @@ local state = cur[1]
 if not state then return 'notfound' end
 local now = now_ms()
 if state == 'PENDING' then
-  redis.call('XDEL', stream_for(cur[3]), cur[2])
+  xdel_entries(stream_for(cur[3]), {cur[2]})
 elseif state == 'SCHEDULED' then
   redis.call('ZREM', P .. 'scheduled', id)
 elseif state == 'RUNNING' then
@@ -629,7 +683,7 @@ local cur = redis.call('HMGET', KEYS[1], 'state', 'sid', 'prio', 'req_id', 'ver'
 local state = cur[1]
 if not state then return 'notfound' end
 if state == 'RUNNING' then return 'RUNNING' end
-if state == 'PENDING' then redis.call('XDEL', stream_for(cur[3]), cur[2]) end
+if state == 'PENDING' then xdel_entries(stream_for(cur[3]), {cur[2]}) end
 if state == 'SCHEDULED' then redis.call('ZREM', P .. 'scheduled', id) end
 if INDEXED[state] then redis.call('ZREM', P .. 's:' .. state, id) end
 if cur[4] then redis.call('DEL', P .. 'idem:' .. cur[4]) end
@@ -647,11 +701,18 @@ const redis::Script& Purge() {
   static const redis::Script* s = MakeWithStreamStates(R"lua(
 local limit = tonumber(ARGV[4])
 local deleted = 0
+-- Stream entries to delete, by stream (xdel_entries keeps the lag exact).
+local gone = {}
+local function forget(stream, sid)
+  if not gone[stream] then gone[stream] = {} end
+  local sids = gone[stream]
+  sids[#sids + 1] = sid
+end
 local function drop(id, state)
   local task = tkey(id)
   local cur = redis.call('HMGET', task, 'state', 'sid', 'prio', 'req_id')
   if cur[1] ~= state then return end
-  if state == 'PENDING' then redis.call('XDEL', stream_for(cur[3]), cur[2]) end
+  if state == 'PENDING' then forget(stream_for(cur[3]), cur[2]) end
   if state == 'SCHEDULED' then redis.call('ZREM', P .. 'scheduled', id) end
   if cur[4] then redis.call('DEL', P .. 'idem:' .. cur[4]) end
   if INDEXED[state] then redis.call('ZREM', P .. 's:' .. state, id) end
@@ -664,9 +725,13 @@ end
 if ARGV[3] == '1' and deleted < limit then
   local entries = stream_entries('PENDING', 0, limit - deleted)
   for _, e in ipairs(entries) do
-    drop(e[3], 'PENDING')
-    -- An entry whose task moved on or vanished is stale: it goes too.
-    redis.call('XDEL', e[1], e[2])
+    local cur = e[3] and redis.call('HMGET', tkey(e[3]), 'state', 'sid') or {}
+    if cur[1] == 'PENDING' and cur[2] == e[2] then
+      drop(e[3], 'PENDING')
+    else
+      -- An entry whose task moved on or vanished is stale: it goes too.
+      forget(e[1], e[2])
+    end
   end
 end
 if ARGV[3] == '1' and deleted < limit then
@@ -674,6 +739,7 @@ if ARGV[3] == '1' and deleted < limit then
     drop(id, 'SCHEDULED')
   end
 end
+for stream, sids in pairs(gone) do xdel_entries(stream, sids) end
 return deleted
 )lua");
   return *s;

@@ -115,6 +115,25 @@ class BrokerFixture : public ::testing::Test {
 
   int64_t StreamLength(const std::string& queue) { return Count({"XLEN", StreamKey(queue)}); }
 
+  // The workers' group's lag on a stream as XINFO GROUPS reports it (what
+  // KEDA scales on); -1 when Redis reports nil (KEDA reads that as -1 too),
+  // -2 when there is no such group.
+  int64_t Lag(const std::string& stream) {
+    auto groups = client_->Call({"XINFO", "GROUPS", stream});
+    if (!groups.ok() || groups->is_error()) return -2;
+    for (const redis::Reply& g : groups->elements()) {
+      const auto& f = g.elements();
+      bool ours = false;
+      int64_t lag = -2;
+      for (size_t i = 0; i + 1 < f.size(); i += 2) {
+        if (f[i].str() == "name") ours = f[i + 1].str() == kConsumerGroup;
+        if (f[i].str() == "lag") lag = f[i + 1].is_nil() ? -1 : f[i + 1].integer();
+      }
+      if (ours) return lag;
+    }
+    return -2;
+  }
+
   // Script calls Redis has run so far (EVALSHA and EVAL, INFO commandstats).
   int64_t EvalCalls() {
     auto info = client_->Call({"INFO", "commandstats"});

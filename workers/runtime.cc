@@ -80,6 +80,11 @@ WorkerStats Worker::stats() const {
   return stats_;
 }
 
+bool Worker::draining() const {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
+}
+
 int Worker::in_flight() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(leased_.size());
@@ -109,25 +114,28 @@ bool Worker::Stop() {
   // The drain is measured from the stop request, whatever the fetcher is doing.
   const auto drain_deadline =
       std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(options_.drain_timeout);
-  std::vector<JobPtr> not_started;
   {
     absl::MutexLock lock(&mu_);
     if (stopping_ || handlers_.empty()) return Drained();
     stopping_ = true;
-    not_started.assign(ready_.begin(), ready_.end());
-    ready_.clear();
   }
   stop_fetching_.Notify();
-  // Tasks that no handler took yet go back at once, for another worker.
-  for (const JobPtr& job : not_started) HandBack(job);
-  // Returns within fetch_block; whatever it still fetches is handed back by
-  // Accept().
+  // Every task this worker started is RUNNING for the API, so it runs here
+  // (leases never outnumber handler threads, so none waits long for one),
+  // including what the fetcher still brings in: its blocking read returns
+  // within fetch_block, and gives back unstarted what arrives after the stop
+  // (Consumer::Wait).
   if (fetcher_.joinable()) fetcher_.join();
 
   const absl::Duration left = absl::FromChrono(drain_deadline - std::chrono::steady_clock::now());
   bool drained = WaitUntil(left, [this] { return Drained(); });
   if (!drained) {
     std::vector<JobPtr> running = Leased();
+    {
+      // Not yet taken by a handler: handed back below, never started.
+      absl::MutexLock lock(&mu_);
+      ready_.clear();
+    }
     log::Warning("drain timeout: handing running tasks back",
                  {{"tasks", absl::StrCat(running.size())},
                   {"drain_timeout", absl::FormatDuration(options_.drain_timeout)}});
@@ -159,23 +167,13 @@ bool Worker::Stop() {
 }
 
 void Worker::Accept(std::vector<broker::Lease> leases) {
-  std::vector<JobPtr> late;
-  {
-    absl::MutexLock lock(&mu_);
-    for (broker::Lease& lease : leases) {
-      auto job = std::make_shared<Job>();
-      job->lease = std::move(lease);
-      leased_[KeyOf(job->lease)] = job;
-      // A draining worker starts nothing new: what the fetcher still brings
-      // in goes back at once.
-      if (stopping_) {
-        late.push_back(std::move(job));
-      } else {
-        ready_.push_back(std::move(job));
-      }
-    }
+  absl::MutexLock lock(&mu_);
+  for (broker::Lease& lease : leases) {
+    auto job = std::make_shared<Job>();
+    job->lease = std::move(lease);
+    leased_[KeyOf(job->lease)] = job;
+    ready_.push_back(std::move(job));
   }
-  for (const JobPtr& job : late) HandBack(job);
 }
 
 void Worker::Release(const JobPtr& job) {
@@ -278,7 +276,11 @@ void Worker::FetchLoop() {
         continue;
       }
       // All idle: block until something arrives (or the wait passes).
-      absl::StatusOr<std::vector<broker::Lease>> w = consumer_->Wait(*conn, active, idle_wait);
+      absl::StatusOr<std::vector<broker::Lease>> w =
+          consumer_->Wait(*conn, active, idle_wait, [this] {
+            absl::MutexLock lock(&mu_);
+            return !stopping_;
+          });
       if (w.ok()) {
         Accept(*std::move(w));
       } else {

@@ -95,14 +95,17 @@ class Worker {
   // Starts the threads; they connect in the background.
   absl::Status Start();
 
-  // Drains: stops fetching, hands back tasks not yet started, lets running
-  // tasks finish for drain_timeout, then hands back the rest (another worker
-  // takes them at once) and asks their handlers to stop. Returns true when
-  // every task finished or was handed back.
+  // Drains: stops fetching (a blocking read in progress gives back what it
+  // receives, unstarted), lets the tasks it started, running or waiting for
+  // a handler, finish for drain_timeout, then hands back the rest (another
+  // worker takes them at once) and asks their handlers to stop. Returns true
+  // when every task finished or was handed back.
   bool Stop();
 
   // True while the fetch connection is up.
   bool connected() const { return connected_.load(); }
+  // True once Stop() has begun.
+  bool draining() const;
 
   WorkerStats stats() const;
   // Tasks this worker holds a lease on (starting, waiting, running, ending).

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -45,12 +46,13 @@ class RuntimeTest : public ::testing::Test {
     });
   }
 
-  void StartWorker(int concurrency = 4, absl::Duration drain = absl::Seconds(10)) {
+  void StartWorker(int concurrency = 4, absl::Duration drain = absl::Seconds(10),
+                   absl::Duration fetch_block = absl::Milliseconds(100)) {
     WorkerOptions options;
     options.redis = redis_->options();
     options.queues = {"q"};
     options.concurrency = concurrency;
-    options.fetch_block = absl::Milliseconds(100);
+    options.fetch_block = fetch_block;
     options.drain_timeout = drain;
     options.heartbeat_interval = absl::Milliseconds(200);
     options.promote_interval = absl::Milliseconds(20);
@@ -179,6 +181,27 @@ TEST_F(RuntimeTest, StopLetsInFlightTasksFinish) {
   ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(5)));
   EXPECT_TRUE(worker_->Stop());
   EXPECT_EQ(Get(id).state(), Task::SUCCEEDED);
+}
+
+// A task the API calls RUNNING is one a worker runs: what the idle fetcher's
+// blocking read receives after Stop() began is given back unstarted (before,
+// it was started, then handed back: RUNNING, then PENDING again).
+TEST_F(RuntimeTest, TaskArrivingWhileTheIdleFetcherDrainsIsNeverStarted) {
+  StartWorker(2, absl::Seconds(10), /*fetch_block=*/absl::Seconds(5));
+  // The fetcher is blocked in XREADGROUP (CLIENT LIST: flags b).
+  ASSERT_TRUE(testing::WaitFor(absl::Seconds(10), [&] {
+    auto list = client_->Call({"CLIENT", "LIST"});
+    return list.ok() && list->str().find("flags=b ") != std::string::npos;
+  }));
+  std::thread stop([&] { EXPECT_TRUE(worker_->Stop()); });
+  ASSERT_TRUE(testing::WaitFor(absl::Seconds(5), [&] { return worker_->draining(); }));
+  const std::string id = Create("count", "");
+  stop.join();
+  Task t = Get(id);
+  EXPECT_EQ(t.state(), Task::PENDING);
+  EXPECT_EQ(t.attempt(), 0);
+  EXPECT_FALSE(t.has_start_time()) << "the draining worker started it";
+  EXPECT_EQ(worker_->stats().handed_back, 0);
 }
 
 TEST_F(RuntimeTest, StopHandsBackTasksStillRunningAtTheDrainTimeout) {

@@ -210,16 +210,14 @@ TEST_F(F4DrainTest, FullWorkerExitsInTimeAndHandsBackWhatItCannotFinish) {
   Run("F4 (all 4 slots busy, under load)", 4, /*load=*/true);
 }
 
-// KNOWN TO FAIL (workers/runtime.cc, Worker::Stop(): see tests/fault/README.md):
-// the fetcher, blocked in XREADGROUP BLOCK when SIGTERM comes, still starts
-// a task that arrives during the drain.
+// T's fetcher is blocked in XREADGROUP BLOCK when SIGTERM comes: what that
+// read receives during the drain goes back to the queue unstarted.
 TEST_F(F4DrainTest, WorkerWithFreeSlotsStartsNothingNewWhileDraining) {
   Run("F4 (2 of 4 slots busy, under load)", 2, /*load=*/true);
 }
 
-// KNOWN TO FAIL (same cause): Stop() waits for that blocking read (up to
-// 1 s) before it starts the drain clock, so an idle worker exits up to 1 s
-// after --drain_timeout.
+// The drain clock starts at the stop request, not when that blocking read
+// returns, so an idle worker exits within --drain_timeout.
 TEST_F(F4DrainTest, WorkerWithFreeSlotsExitsWithinTheDrainTimeout) {
   Run("F4 (2 of 4 slots busy, no load)", 2, /*load=*/false);
 }
