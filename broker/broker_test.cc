@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "broker/scripts.h"
 #include "broker/test_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -370,6 +371,14 @@ TEST_F(BrokerTest, PurgeOfWaitingTasksKeepsTheLagExactForLaterTasks) {
   ASSERT_TRUE(Create("q", "after-high", high).ok());
   EXPECT_EQ(Lag(StreamKey("q")), 1);
   EXPECT_EQ(Lag(StreamKey("q", "high")), 1);
+}
+
+// Scripts are assembled from broker/lua/ files; an error names the file.
+TEST_F(BrokerTest, AScriptErrorNamesItsLuaFileAndLine) {
+  auto reply = client_->CallEval(scripts::Cancel(), {}, {});  // No KEYS, no ARGV.
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  ASSERT_TRUE(reply->is_error());
+  EXPECT_THAT(reply->str(), HasSubstr("broker/lua/cancel.lua:"));
 }
 
 TEST_F(BrokerTest, RedisDownMeansUnavailableNotOk) {

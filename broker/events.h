@@ -1,5 +1,5 @@
 // The messages of a queue's events channel (taskmesh:{Q}:events), published
-// by the transition scripts for watched tasks (see scripts.cc set_state):
+// by the transition scripts for watched tasks (see broker/lua/includes/prelude.lua set_state):
 //
 //   ID VERSION STATE ATTEMPT            a deletion (STATE "DELETED")
 //   ID VERSION STATE ATTEMPT\nRECORD    a transition, with the task record

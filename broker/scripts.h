@@ -6,7 +6,11 @@
 //   KEYS[1]  a key of the queue (routes the call to the queue's slot)
 //   ARGV[1]  the queue's key prefix, `taskmesh:{QUEUE}:` (see keys.h)
 //   ARGV[2]  retention of finished tasks, in ms
-//   ARGV[3...] the script's own arguments, documented in scripts.cc
+//   ARGV[3...] the script's own arguments, documented atop its file
+// Each script is a file of broker/lua/ (lines `--- @include "includes/..."`
+// pull in shared helpers); the build embeds them (lua/embed.py), and a Redis
+// error names the file and line it came from (redis::Script::Locate).
+// luacheck lints them (//broker:lua_lint_test).
 // Time comes from the Redis server clock (TIME), never from callers. Streams
 // are never trimmed by length: an entry is XACKed and XDELed once its task no
 // longer needs it.

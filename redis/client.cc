@@ -144,11 +144,10 @@ absl::Status Client::SendBatch(Connection& conn, std::vector<Pending>& batch) {
       // the next EVALSHA. NOSCRIPT means the script did not run.
       p.args[0] = "EVAL";
       p.args[1] = p.script->source();
-      p.script = nullptr;
       retries.push_back(std::move(p));
       continue;
     }
-    std::move(p.done)(std::move(reply));
+    Deliver(p, std::move(reply));
   }
   if (retries.empty()) return failure;
   for (const Pending& p : retries) {
@@ -158,9 +157,17 @@ absl::Status Client::SendBatch(Connection& conn, std::vector<Pending>& batch) {
   for (Pending& p : retries) {
     absl::StatusOr<Reply> reply = failure.ok() ? conn.ReadReply() : failure;
     if (!reply.ok() && failure.ok()) failure = reply.status();
-    std::move(p.done)(std::move(reply));
+    Deliver(p, std::move(reply));
   }
   return failure;
+}
+
+void Client::Deliver(Pending& p, absl::StatusOr<Reply> reply) {
+  // A script's error names the file and line it came from (Script::Locate).
+  if (p.script != nullptr && reply.ok() && reply->is_error()) {
+    reply = Reply::Error(p.script->Locate(reply->str()));
+  }
+  std::move(p.done)(std::move(reply));
 }
 
 void Client::Run(int index) {

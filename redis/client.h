@@ -113,7 +113,8 @@ class Client {
   struct Pending {
     Args args;
     Callback done;
-    // Set for EVALSHA, so that a NOSCRIPT reply is retried as EVAL.
+    // Set for scripts: a NOSCRIPT reply to EVALSHA is retried as EVAL, and
+    // an error reply is located in the script's files.
     const Script* script = nullptr;
   };
 
@@ -129,6 +130,8 @@ class Client {
   // Writes `batch` on `conn`, reads the replies, runs the callbacks. Returns
   // the transport failure, if any.
   absl::Status SendBatch(Connection& conn, std::vector<Pending>& batch);
+  // Runs p's callback with `reply`.
+  static void Deliver(Pending& p, absl::StatusOr<Reply> reply);
   // Runs the callbacks of refused commands (the completion thread).
   void RunRefused();
   // Sleeps `backoff`; false if the client is stopping.

@@ -128,5 +128,26 @@ TEST_F(ScriptRedisTest, ScriptErrorsAreErrorRepliesButNotNoScript) {
   EXPECT_EQ(reply->ToStatus().code(), absl::StatusCode::kAlreadyExists);
 }
 
+TEST(ScriptTest, LocateNamesTheFileAndLineOfAnAssembledScript) {
+  // Lines 1-2 from a.lua (from its line 1), 3- from b.lua (from its line 10).
+  Script script("x\ny\nz\nw", {{1, "a.lua", 1}, {3, "b.lua", 10}});
+  EXPECT_EQ(script.Locate("ERR user_script:4: boom script: abc, on @user_script:4."),
+            "ERR b.lua:11: boom script: abc, on @b.lua:11.");
+  EXPECT_EQ(script.Locate("ERR user_script:2: x"), "ERR a.lua:2: x");
+  EXPECT_EQ(script.Locate("ERR no line here"), "ERR no line here");
+  // Without origins the message is left alone.
+  EXPECT_EQ(Script("x").Locate("ERR user_script:1: x"), "ERR user_script:1: x");
+}
+
+TEST_F(ScriptRedisTest, EvalOnLocatesARuntimeErrorInItsFile) {
+  Script script("local a = 1\nlocal b = 2\nreturn redis.call('INCR')",
+                {{1, "first.lua", 1}, {2, "second.lua", 7}});
+  absl::StatusOr<Reply> reply = EvalOn(*conn_, script, {}, {});
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  ASSERT_TRUE(reply->is_error());
+  EXPECT_THAT(reply->str(), ::testing::HasSubstr("second.lua:8"));
+  EXPECT_THAT(reply->str(), ::testing::Not(::testing::HasSubstr("user_script")));
+}
+
 }  // namespace
 }  // namespace taskmesh::redis

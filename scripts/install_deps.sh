@@ -24,6 +24,7 @@ packages=(
   libnghttp2-dev                   # api_gateway: its HTTP/2 (gRPC) upstream client
   clang-14 libclang-rt-14-dev      # api_gateway/fuzz: libFuzzer, ASan, UBSan
   curl                             # scripts/run_local.sh: api_gateway readiness
+  lua-check                        # broker/lua: luacheck over the Lua scripts (a test)
 )
 if [[ "${1:-}" == "--chart" ]]; then
   packages+=(golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
