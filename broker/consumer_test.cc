@@ -398,10 +398,10 @@ TEST_F(ConsumerTest, StaleEntryOfADeletedTaskIsDropped) {
 }
 
 TEST_F(ConsumerTest, OnlyWatchedTasksPublishTheirTransitions) {
-  const std::string channel = absl::StrCat(QueuePrefix("q"), "events");
+  const std::string channel = EventsChannel("q");
   auto sub = redis::Connection::Connect(redis_->options());
   ASSERT_TRUE(sub.ok()) << sub.status();
-  ASSERT_TRUE((*sub)->Command({"SUBSCRIBE", channel}).ok());
+  ASSERT_TRUE((*sub)->Command({"SSUBSCRIBE", channel}).ok());
   // The message after `expected` events: ours, proving nothing else came.
   const auto next_message = [&]() -> std::string {
     absl::StatusOr<redis::Reply> m = (*sub)->ReadReply();
@@ -412,7 +412,7 @@ TEST_F(ConsumerTest, OnlyWatchedTasksPublishTheirTransitions) {
   // Unwatched: created, started and finished without a single event.
   ASSERT_TRUE(Create("q", "quiet", EchoTask()).ok());
   ASSERT_TRUE(Complete(FetchOne("q"), Success("x")).ok());
-  ASSERT_TRUE(client_->Call({"PUBLISH", channel, "sentinel"}).ok());
+  ASSERT_TRUE(client_->Call({"SPUBLISH", channel, "sentinel"}).ok());
   EXPECT_EQ(next_message(), "sentinel");
 
   // Watched (WatchTask's first read): each later transition is published.

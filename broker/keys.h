@@ -12,7 +12,8 @@
 //                                rate limiter's bucket (tokens, tts)
 //   taskmesh:{Q}:periodic:NAME   string: the last tick a periodic task ran for
 //   taskmesh:{Q}:n:ok|fail:SEC   counters of outcomes per second (2 min TTL)
-//   taskmesh:{Q}:events          pub/sub channel: "ID VERSION STATE ATTEMPT" (watched tasks)
+//   taskmesh:{Q}:events          sharded pub/sub channel (SPUBLISH): "ID VERSION STATE
+//                                ATTEMPT" and the record, for watched tasks
 //   taskmesh:queues              set: every queue name (global, not per slot)
 #ifndef TASKMESH_BROKER_KEYS_H_
 #define TASKMESH_BROKER_KEYS_H_
@@ -28,8 +29,6 @@ namespace taskmesh::broker {
 
 inline constexpr absl::string_view kConsumerGroup = "workers";
 inline constexpr absl::string_view kQueuesKey = "taskmesh:queues";
-// Pattern of every queue's events channel (PSUBSCRIBE).
-inline constexpr absl::string_view kEventsPattern = "taskmesh:*:events";
 
 inline std::string QueuePrefix(absl::string_view queue) {
   return absl::StrCat("taskmesh:{", queue, "}:");
@@ -63,6 +62,11 @@ inline std::string MetaKey(absl::string_view queue) {
 
 inline std::string PeriodicTickKey(absl::string_view queue, absl::string_view name) {
   return absl::StrCat(QueuePrefix(queue), "periodic:", name);
+}
+
+// The channel of a queue's task events (SSUBSCRIBE, broker/watch_hub.h).
+inline std::string EventsChannel(absl::string_view queue) {
+  return absl::StrCat(QueuePrefix(queue), "events");
 }
 
 // The queue of an events channel; empty when `channel` is not one.

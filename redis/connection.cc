@@ -163,6 +163,16 @@ absl::StatusOr<Reply> Connection::ReadReply() {
   return Reply::FromHiredis(reply.get());
 }
 
+absl::Status Connection::Flush() {
+  if (broken_) return absl::UnavailableError("redis: connection is broken");
+  int done = 0;
+  while (!done) {
+    errno = 0;
+    if (redisBufferWrite(context_.get(), &done) != REDIS_OK) return Fail(errno);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<absl::optional<Reply>> Connection::Poll(absl::Duration wait) {
   if (broken_) return absl::UnavailableError("redis: connection is broken");
   auto take = [this]() -> absl::StatusOr<absl::optional<Reply>> {

@@ -69,6 +69,9 @@ class Connection {
   absl::Status Append(const Args& args);
   absl::StatusOr<Reply> ReadReply();
 
+  // Writes what Append() buffered, without reading.
+  absl::Status Flush();
+
   // Waits up to `wait` for one reply (pub/sub messages arrive unasked);
   // nullopt when none came. A timeout here does not break the connection.
   absl::StatusOr<absl::optional<Reply>> Poll(absl::Duration wait);

@@ -18,7 +18,7 @@
 #include "redis/client.h"
 #include "redis/options.h"
 #include "task_service/service.h"
-#include "task_service/watch_hub.h"
+#include "broker/watch_hub.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
           "gRPC address (HOST:PORT) for TaskService, grpc.health.v1 and reflection");
@@ -103,7 +103,7 @@ int Main() {
   broker_options.default_max_attempts = max_attempts;
   broker_options.retention = absl::GetFlag(FLAGS_retention);
   broker::Broker broker(&client, broker_options);
-  task_service::WatchHub hub(*redis_options);
+  broker::WatchHub hub(*redis_options);
   task_service::TaskServiceImpl service(&broker, &hub);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -126,7 +126,7 @@ int Main() {
   // Readiness follows Redis: NOT_SERVING while Redis is unreachable.
   HealthReporter health(
       server->GetHealthCheckService(),
-      [&] { return client.connected() && hub.WaitSubscribed(absl::ZeroDuration()); },
+      [&] { return client.connected() && hub.connected(); },
       {"taskmesh.v1.TaskService"});
 
   std::unique_ptr<MetricsServer> metrics;

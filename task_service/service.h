@@ -15,14 +15,14 @@
 
 #include "broker/broker.h"
 #include "grpcpp/grpcpp.h"
-#include "task_service/watch_hub.h"
+#include "broker/watch_hub.h"
 #include "taskmesh/v1/task_service.grpc.pb.h"
 
 namespace taskmesh::task_service {
 
 class TaskServiceImpl final : public taskmesh::v1::TaskService::CallbackService {
  public:
-  TaskServiceImpl(broker::Broker* broker, WatchHub* hub) : broker_(broker), hub_(hub) {}
+  TaskServiceImpl(broker::Broker* broker, broker::WatchHub* hub) : broker_(broker), hub_(hub) {}
 
   grpc::ServerUnaryReactor* CreateTask(grpc::CallbackServerContext* context,
                                        const taskmesh::v1::CreateTaskRequest* request,
@@ -72,7 +72,7 @@ class TaskServiceImpl final : public taskmesh::v1::TaskService::CallbackService 
 
  private:
   broker::Broker* const broker_;
-  WatchHub* const hub_;
+  broker::WatchHub* const hub_;
 };
 
 }  // namespace taskmesh::task_service

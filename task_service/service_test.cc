@@ -13,6 +13,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "broker/consumer.h"
+#include "tests/support/process.h"
 #include "tests/support/redis_server.h"
 
 namespace taskmesh::task_service {
@@ -32,8 +33,8 @@ class ServiceTest : public ::testing::Test {
     options.connection.command_timeout = absl::Milliseconds(500);
     client_ = std::make_unique<redis::Client>(options);
     broker_ = std::make_unique<broker::Broker>(client_.get(), broker::BrokerOptions{});
-    hub_ = std::make_unique<WatchHub>(redis_->options());
-    ASSERT_TRUE(hub_->WaitSubscribed(absl::Seconds(5)));
+    hub_ = std::make_unique<broker::WatchHub>(redis_->options());
+    ASSERT_TRUE(testing::WaitFor(absl::Seconds(5), [&] { return hub_->connected(); }));
     service_ = std::make_unique<TaskServiceImpl>(broker_.get(), hub_.get());
     broker::ConsumerOptions consumer_options;
     consumer_options.consumer = "test";
@@ -90,7 +91,7 @@ class ServiceTest : public ::testing::Test {
   std::unique_ptr<testing::RedisServer> redis_;
   std::unique_ptr<redis::Client> client_;
   std::unique_ptr<broker::Broker> broker_;
-  std::unique_ptr<WatchHub> hub_;
+  std::unique_ptr<broker::WatchHub> hub_;
   std::unique_ptr<broker::Consumer> consumer_;
   std::unique_ptr<TaskServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;

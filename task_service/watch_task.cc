@@ -25,7 +25,7 @@ bool IsTerminal(Task::State s) {
 class Watch final : public grpc::ServerWriteReactor<Task>,
                     public std::enable_shared_from_this<Watch> {
  public:
-  Watch(broker::Broker* broker, WatchHub* hub) : broker_(broker), hub_(hub) {}
+  Watch(broker::Broker* broker, broker::WatchHub* hub) : broker_(broker), hub_(hub) {}
 
   // Second phase of construction: needs shared_from_this().
   void Begin(const std::string& name) {
@@ -37,7 +37,7 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
     ref_ = *ref;
     std::weak_ptr<Watch> weak = shared_from_this();
     absl::StatusOr<uint64_t> handle =
-        hub_->Add(ref_.queue, ref_.id, [weak](const WatchHub::Event& event) {
+        hub_->Add(ref_.queue, ref_.id, [weak](const broker::WatchHub::Event& event) {
           if (auto self = weak.lock()) self->OnEvent(event);
         });
     if (!handle.ok()) {
@@ -48,7 +48,7 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
       absl::MutexLock lock(&mu_);
       handle_ = *handle;
       // The first snapshot is a plain read.
-      WatchHub::Event first;
+      broker::WatchHub::Event first;
       first.resync = true;
       events_.push_back(first);
     }
@@ -85,7 +85,7 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
   std::shared_ptr<Watch> self_;
 
  private:
-  void OnEvent(const WatchHub::Event& event) {
+  void OnEvent(const broker::WatchHub::Event& event) {
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
@@ -97,7 +97,7 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
   // Takes the next event, reads the task, and queues one snapshot; one read
   // at a time, so snapshots keep the events' order.
   void Pump() {
-    WatchHub::Event event;
+    broker::WatchHub::Event event;
     {
       absl::MutexLock lock(&mu_);
       while (true) {
@@ -136,7 +136,7 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
     }
   }
 
-  void OnRead(const WatchHub::Event& event, absl::StatusOr<broker::Broker::Versioned> read) {
+  void OnRead(const broker::WatchHub::Event& event, absl::StatusOr<broker::Broker::Versioned> read) {
     {
       absl::MutexLock lock(&mu_);
       reading_ = false;
@@ -178,12 +178,12 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
   }
 
   broker::Broker* const broker_;
-  WatchHub* const hub_;
+  broker::WatchHub* const hub_;
   TaskRef ref_;
   uint64_t handle_ = 0;
 
   absl::Mutex mu_;
-  std::deque<WatchHub::Event> events_ ABSL_GUARDED_BY(mu_);
+  std::deque<broker::WatchHub::Event> events_ ABSL_GUARDED_BY(mu_);
   int64_t version_ ABSL_GUARDED_BY(mu_) = -1;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -194,7 +194,7 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
 
 }  // namespace
 
-grpc::ServerWriteReactor<Task>* StartWatch(broker::Broker* broker, WatchHub* hub,
+grpc::ServerWriteReactor<Task>* StartWatch(broker::Broker* broker, broker::WatchHub* hub,
                                            const std::string& name) {
   auto watch = std::make_shared<Watch>(broker, hub);
   watch->self_ = watch;

@@ -16,13 +16,13 @@
 
 #include "broker/broker.h"
 #include "grpcpp/grpcpp.h"
-#include "task_service/watch_hub.h"
+#include "broker/watch_hub.h"
 #include "taskmesh/v1/task.pb.h"
 
 namespace taskmesh::task_service {
 
 // Starts a WatchTask stream for `name` (`queues/Q/tasks/ID`).
-grpc::ServerWriteReactor<taskmesh::v1::Task>* StartWatch(broker::Broker* broker, WatchHub* hub,
+grpc::ServerWriteReactor<taskmesh::v1::Task>* StartWatch(broker::Broker* broker, broker::WatchHub* hub,
                                                          const std::string& name);
 
 }  // namespace taskmesh::task_service

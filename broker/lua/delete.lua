@@ -12,5 +12,5 @@ if state == 'SCHEDULED' then redis.call('ZREM', P .. 'scheduled', id) end
 if INDEXED[state] then redis.call('ZREM', P .. 's:' .. state, id) end
 if cur[4] then redis.call('DEL', P .. 'idem:' .. cur[4]) end
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', P .. 'events', id .. ' ' .. ((tonumber(cur[5]) or 0) + 1) .. ' DELETED 0')
+redis.call('SPUBLISH', P .. 'events', id .. ' ' .. ((tonumber(cur[5]) or 0) + 1) .. ' DELETED 0')
 return 'deleted'

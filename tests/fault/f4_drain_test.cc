@@ -21,8 +21,10 @@ namespace taskmesh::fault {
 namespace {
 
 constexpr int kLongMs = 4000;
-constexpr int kShortMs = 400;
-constexpr int kDrainMs = 1000;
+// Short tasks must outlast the rescuer's start (a process start, slow on a loaded
+// machine) to be still running on T at SIGTERM, and fit in the drain.
+constexpr int kShortMs = 1200;
+constexpr int kDrainMs = 1500;
 // Process teardown after the drain (threads joined, connections closed).
 constexpr int kExitSlackMs = 300;
 

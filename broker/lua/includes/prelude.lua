@@ -71,7 +71,7 @@ local function set_state(id, task, from, to, now, attempt, fields, ver, watched)
     local rec = redis.call('HGETALL', task)
     local parts = {id .. ' ' .. I(ver) .. ' ' .. to .. ' ' .. I(attempt) .. '\n'}
     for i = 1, #rec do parts[#parts + 1] = #rec[i] .. ':' .. rec[i] .. ',' end
-    redis.call('PUBLISH', P .. 'events', table.concat(parts))
+    redis.call('SPUBLISH', P .. 'events', table.concat(parts))
   end
 end
 
