@@ -127,6 +127,7 @@ absl::StatusOr<SlotMap> ClusterClient::ReadSlotMap() {
       return SlotMap::FromClusterSlots(slots, candidate.host);
     }();
     if (map.ok()) {
+      slot_map_reads_.fetch_add(1);
       last_answered_ = address;
       return map;
     }
@@ -275,6 +276,7 @@ void ClusterClient::OnReply(std::unique_ptr<Request> request, const std::string&
   }
   const bool in_time = SteadyNow() < request->deadline;
   if (absl::optional<Redirect> redirect = ParseRedirect(reply->str(), host)) {
+    (redirect->ask ? ask_ : moved_).fetch_add(1);
     if (!redirect->ask) {
       // The slot has moved for good: correct the map now, read it all soon.
       absl::MutexLock lock(&mu_);
@@ -296,6 +298,7 @@ void ClusterClient::OnReply(std::unique_ptr<Request> request, const std::string&
     const absl::Duration backoff = request->backoff;
     if (SteadyNow() + absl::ToChronoNanoseconds(backoff) < request->deadline) {
       request->backoff = std::min(backoff * 2, kMaxBackoff);
+      retries_.fetch_add(1);
       AddTimer(std::move(request), backoff, absl::OkStatus());
       return;
     }
@@ -360,6 +363,15 @@ void ClusterClient::RunRefresher() {
     earliest = SteadyNow() + absl::ToChronoNanoseconds(kMinRefreshGap);
     next = SteadyNow() + absl::ToChronoNanoseconds(kRefreshInterval);
   }
+}
+
+ClusterClient::Stats ClusterClient::stats() const {
+  Stats s;
+  s.moved = moved_.load();
+  s.ask = ask_.load();
+  s.retries = retries_.load();
+  s.slot_map_reads = slot_map_reads_.load();
+  return s;
 }
 
 bool ClusterClient::connected() const {

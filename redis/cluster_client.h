@@ -96,6 +96,16 @@ class ClusterClient final : public Commands {
   // The masters of the current slot map.
   std::vector<ConnectionOptions> Masters() const override;
 
+  // Redirects and retries so far, for metrics and tests.
+  struct Stats {
+    int64_t moved = 0;
+    int64_t ask = 0;
+    // TRYAGAIN and CLUSTERDOWN resends.
+    int64_t retries = 0;
+    int64_t slot_map_reads = 0;
+  };
+  Stats stats() const;
+
   // Reads the slot map now (blocking, up to a connect and a command timeout
   // per node tried). The client does this by itself; tests and tools may
   // want it at a known moment.
@@ -166,6 +176,10 @@ class ClusterClient final : public Commands {
   int covered_ ABSL_GUARDED_BY(mu_) = 0;
   // Every node Client made so far, by host:port.
   absl::flat_hash_map<std::string, std::unique_ptr<Client>> nodes_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int64_t> moved_{0};
+  std::atomic<int64_t> ask_{0};
+  std::atomic<int64_t> retries_{0};
+  std::atomic<int64_t> slot_map_reads_{0};
   // Spreads keyless commands over the masters.
   std::atomic<unsigned> next_any_{0};
 
