@@ -6,9 +6,11 @@
 #include "redis/cluster_client.h"
 
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -233,6 +235,70 @@ TEST_F(ClusterClientTest, OpenFailsFastWhenNoSeedAnswers) {
 TEST_F(ClusterClientTest, ClusterRefusesOtherDatabases) {
   auto client = Open(absl::StrCat(cluster_->url(0), "/3"), Options());
   EXPECT_EQ(client.status().code(), absl::StatusCode::kInvalidArgument) << client.status();
+}
+
+TEST_F(ClusterClientTest, ABrokenConnectionIsReportedNotResent) {
+  // Each master is kept busy by a 300 ms script while INCRs queue up behind
+  // it on the client's connections, then a CLIENT KILL arrives: once the
+  // script ends, a master runs some INCRs and is told to drop their
+  // connections before it writes the replies. Such a command ran, yet its
+  // caller sees UNAVAILABLE; the client must not run it a second time.
+  constexpr char kBusy[] = R"lua(
+    local t0 = redis.call('TIME')
+    while true do
+      local t = redis.call('TIME')
+      if (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 300000 then return 1 end
+    end
+  )lua";
+  constexpr int kCounters = 30;
+  std::vector<std::atomic<int>> ok(kCounters);
+  std::atomic<int> failed{0};
+  std::atomic<int> done{0};
+  int sent = 0;
+  const std::vector<int> masters = cluster_->Masters().value();
+  for (int burst = 0; burst < 3; ++burst) {
+    std::vector<std::thread> busy;
+    for (int node : masters) {
+      busy.emplace_back([&, node] { (void)cluster_->Command(node, {"EVAL", kBusy, "0"}); });
+    }
+    absl::SleepFor(absl::Milliseconds(100));  // pacing the fault: scripts are running
+    for (int i = 0; i < 3000; ++i, ++sent) {
+      client_->Send({"INCR", absl::StrCat("killed:", i % kCounters)},
+                    [&, i](absl::StatusOr<Reply> reply) {
+                      if (reply.ok() && !reply->is_error()) {
+                        ok[i % kCounters].fetch_add(1);
+                      } else {
+                        EXPECT_EQ(reply.status().code(), absl::StatusCode::kUnavailable)
+                            << reply.status();
+                        failed.fetch_add(1);
+                      }
+                      done.fetch_add(1);
+                    });
+    }
+    absl::SleepFor(absl::Milliseconds(50));  // pacing: the INCRs are written
+    std::vector<std::thread> kills;
+    for (int node : masters) {
+      kills.emplace_back(
+          [&, node] { (void)cluster_->Command(node, {"CLIENT", "KILL", "TYPE", "normal"}); });
+    }
+    for (std::thread& t : busy) t.join();
+    for (std::thread& t : kills) t.join();
+    ASSERT_TRUE(::taskmesh::testing::WaitFor(absl::Seconds(10), [&] { return done == sent; }));
+  }
+  int total_ok = 0;
+  int total_value = 0;
+  for (int i = 0; i < kCounters; ++i) {
+    auto value = client_->Call({"GET", absl::StrCat("killed:", i)});
+    ASSERT_TRUE(value.ok()) << value.status();
+    const int applied = static_cast<int>(value->AsInteger().value_or(0));
+    EXPECT_GE(applied, ok[i].load());
+    total_ok += ok[i].load();
+    total_value += applied;
+  }
+  // Acknowledged ones ran exactly once, failed ones at most once.
+  EXPECT_LE(total_value, total_ok + failed.load());
+  EXPECT_GT(failed.load(), 0);  // the fault did cut commands in flight
+  std::printf("%d acknowledged, %d failed, %d applied\n", total_ok, failed.load(), total_value);
 }
 
 TEST_F(ClusterClientTest, ShutsDownWithCommandsInFlight) {
