@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -152,6 +153,7 @@ TEST_F(ClusterFailoverTest, FollowsAskDuringASlotMigration) {
   const int to = cluster_->MasterOfSlot((slot + 8000) % kClusterSlots).value();
   ASSERT_NE(from, to);
   ASSERT_EQ(client_->Call({"SET", tag + ":old", "1"})->str(), "OK");
+  ASSERT_EQ(client_->Call({"SET", tag + ":stay", "s"})->str(), "OK");
 
   absl::Status begun = cluster_->BeginSlotMigration(slot, from, to);
   ASSERT_TRUE(begun.ok()) << begun;
@@ -179,10 +181,31 @@ TEST_F(ClusterFailoverTest, FollowsAskDuringASlotMigration) {
   // ASK does not move the slot in the client's map.
   EXPECT_EQ(client_->NodeForKey(tag)->port, cluster_->port(from));
 
+  // With one key moved and one not, a command on both gets TRYAGAIN: it is
+  // retried until the migration ends (then MOVED), within its timeout.
+  auto moved_one = cluster_->Command(
+      from, {"MIGRATE", "127.0.0.1", absl::StrCat(cluster_->port(to)), tag + ":old", "0", "5000"});
+  ASSERT_TRUE(moved_one.ok() && !moved_one->is_error())
+      << (moved_one.ok() ? moved_one->DebugString() : moved_one.status().ToString());
+  const int64_t retries_before = static_cast<ClusterClient*>(client_.get())->stats().retries;
+  absl::Notification mget_done;
+  absl::StatusOr<Reply> mget;
+  client_->Send({"MGET", tag + ":old", tag + ":stay"}, [&](absl::StatusOr<Reply> reply) {
+    mget = std::move(reply);
+    mget_done.Notify();
+  });
+  ASSERT_TRUE(WaitFor(absl::Seconds(1), [&] {
+    return static_cast<ClusterClient*>(client_.get())->stats().retries > retries_before;
+  }));
+  EXPECT_FALSE(mget_done.HasBeenNotified());
+
   absl::Status finished = cluster_->FinishSlotMigration(slot, from, to);
   ASSERT_TRUE(finished.ok()) << finished;
+  ASSERT_TRUE(mget_done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_TRUE(mget.ok()) << mget.status();
+  EXPECT_EQ(mget->DebugString(), R"(["1", "s"])");
   // Now MOVED: every key is read from the new owner.
-  for (const char* suffix : {":old", ":new", ":script"}) {
+  for (const char* suffix : {":old", ":new", ":script", ":stay"}) {
     auto value = client_->Call({"GET", tag + suffix});
     ASSERT_TRUE(value.ok()) << value.status();
     EXPECT_FALSE(value->is_nil()) << suffix;
