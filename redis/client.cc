@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 
@@ -18,6 +17,11 @@ namespace {
 constexpr absl::Duration kIdleCheck = absl::Seconds(1);
 
 absl::Status ShutDown() { return absl::CancelledError("redis: client shut down"); }
+
+const Args& AskingArgs() {
+  static const Args* asking = new Args{"ASKING"};
+  return *asking;
+}
 
 }  // namespace
 
@@ -54,12 +58,12 @@ Client::~Client() {
 }
 
 void Client::Send(Args args, Callback done) {
-  Enqueue(Pending{std::move(args), std::move(done), nullptr});
+  Enqueue(Pending{std::move(args), std::move(done), nullptr, false});
 }
 
 void Client::Eval(const Script& script, const std::vector<std::string>& keys,
                   const std::vector<std::string>& args, Callback done) {
-  Enqueue(Pending{script.EvalShaArgs(keys, args), std::move(done), &script});
+  Enqueue(Pending{script.EvalShaArgs(keys, args), std::move(done), &script, false});
 }
 
 void Client::Enqueue(Pending pending) {
@@ -79,29 +83,11 @@ void Client::Enqueue(Pending pending) {
   }
 }
 
-absl::StatusOr<Reply> Client::Call(Args args) {
-  absl::Notification done;
-  absl::StatusOr<Reply> result;
-  Send(std::move(args), [&](absl::StatusOr<Reply> reply) {
-    result = std::move(reply);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return result;
+absl::StatusOr<ConnectionOptions> Client::NodeForKey(absl::string_view) const {
+  return options_.connection;
 }
 
-absl::StatusOr<Reply> Client::CallEval(const Script& script,
-                                       const std::vector<std::string>& keys,
-                                       const std::vector<std::string>& args) {
-  absl::Notification done;
-  absl::StatusOr<Reply> result;
-  Eval(script, keys, args, [&](absl::StatusOr<Reply> reply) {
-    result = std::move(reply);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return result;
-}
+std::vector<ConnectionOptions> Client::Masters() const { return {options_.connection}; }
 
 bool Client::HasWorkOrStopping() const { return stopping_ || !queue_.empty(); }
 
@@ -130,11 +116,16 @@ absl::Status Client::SendBatch(Connection& conn, std::vector<Pending>& batch) {
   // The first transport failure fails the rest of the batch with its status.
   absl::Status failure;
   for (const Pending& p : batch) {
-    failure = conn.Append(p.args);
+    if (p.asking) failure = conn.Append(AskingArgs());
+    if (failure.ok()) failure = conn.Append(p.args);
     if (!failure.ok()) break;
   }
   std::vector<Pending> retries;
   for (Pending& p : batch) {
+    // ASKING answers OK; the command's own reply is what the caller gets.
+    if (p.asking && failure.ok()) {
+      if (absl::StatusOr<Reply> ok = conn.ReadReply(); !ok.ok()) failure = ok.status();
+    }
     absl::StatusOr<Reply> reply = failure.ok() ? conn.ReadReply() : failure;
     if (!reply.ok()) {
       if (failure.ok()) failure = reply.status();
@@ -152,9 +143,13 @@ absl::Status Client::SendBatch(Connection& conn, std::vector<Pending>& batch) {
   if (retries.empty()) return failure;
   for (const Pending& p : retries) {
     if (!failure.ok()) break;
-    failure = conn.Append(p.args);
+    if (p.asking) failure = conn.Append(AskingArgs());
+    if (failure.ok()) failure = conn.Append(p.args);
   }
   for (Pending& p : retries) {
+    if (p.asking && failure.ok()) {
+      if (absl::StatusOr<Reply> ok = conn.ReadReply(); !ok.ok()) failure = ok.status();
+    }
     absl::StatusOr<Reply> reply = failure.ok() ? conn.ReadReply() : failure;
     if (!reply.ok() && failure.ok()) failure = reply.status();
     Deliver(p, std::move(reply));

@@ -29,6 +29,9 @@
 // quick and must not block: never call Call()/CallEval() from a callback.
 // They may call Send() again.
 //
+// A Client is the standalone implementation of redis::Commands (one server);
+// redis::ClusterClient runs one Client per master of a Redis Cluster.
+//
 // Example:
 //   Client client(options);
 //   client.Send({"INCR", "hits"}, [](absl::StatusOr<Reply> reply) { ... });
@@ -51,6 +54,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/stop_signal.h"
+#include "redis/commands.h"
 #include "redis/connection.h"
 #include "redis/options.h"
 #include "redis/reply.h"
@@ -58,64 +62,54 @@
 
 namespace taskmesh::redis {
 
-struct ClientOptions {
-  ConnectionOptions connection;
-  // I/O threads, each with its own connection (at least 1).
-  int connections = 2;
-  // Most commands written in one batch (at least 1).
-  size_t max_batch = 512;
-  // How long an I/O thread that found fewer than max_batch commands waits
-  // for more before writing them. Zero: write at once.
-  absl::Duration batch_window = absl::ZeroDuration();
-  // Most commands waiting to be written; beyond, RESOURCE_EXHAUSTED. Zero:
-  // no limit.
-  size_t max_queued = 0;
-  // Reconnect backoff: doubles from min to max while Redis is unreachable.
-  absl::Duration min_backoff = absl::Milliseconds(20);
-  absl::Duration max_backoff = absl::Seconds(1);
-};
-
-class Client {
+class Client final : public Commands {
  public:
-  using Callback = absl::AnyInvocable<void(absl::StatusOr<Reply>)>;
-
   // Starts the I/O threads; they connect in the background.
   explicit Client(ClientOptions options);
   // Waits for the batches in flight (at most about command_timeout) and any
   // connect in progress (connect_timeout), then fails every command not yet
   // sent with CANCELLED. Must not run on one of
   // the client's own threads (from a callback).
-  ~Client();
+  ~Client() override;
 
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
   // Queues one command. `done` runs exactly once, never inside Send().
-  void Send(Args args, Callback done);
+  void Send(Args args, Callback done) override;
 
   // Runs `script` by SHA1, sending its source once if Redis lacks it.
   // `script` must outlive the call (scripts are usually static).
   void Eval(const Script& script, const std::vector<std::string>& keys,
-            const std::vector<std::string>& args, Callback done);
-
-  // Blocking forms, for threads that may wait (tests, workers, tools).
-  absl::StatusOr<Reply> Call(Args args);
-  absl::StatusOr<Reply> CallEval(const Script& script, const std::vector<std::string>& keys,
-                                 const std::vector<std::string>& args);
+            const std::vector<std::string>& args, Callback done) override;
 
   // True while at least one connection is up (a dead idle connection is
   // noticed within about a second).
-  bool connected() const { return live_.load() > 0; }
+  bool connected() const override { return live_.load() > 0; }
 
-  const ClientOptions& options() const { return options_; }
+  const ClientOptions& options() const override { return options_; }
+
+  bool cluster() const override { return false; }
+  // The server, whatever the key.
+  absl::StatusOr<ConnectionOptions> NodeForKey(absl::string_view key) const override;
+  // The server.
+  std::vector<ConnectionOptions> Masters() const override;
 
  private:
+  // ClusterClient queues prepared commands (EVALSHA forms, ASK redirects)
+  // through Enqueue().
+  friend class ClusterClient;
+
   struct Pending {
     Args args;
     Callback done;
     // Set for scripts: a NOSCRIPT reply to EVALSHA is retried as EVAL, and
     // an error reply is located in the script's files.
     const Script* script = nullptr;
+    // Cluster ASK redirect: ASKING is written immediately before the
+    // command, on the same connection (its reply is read and dropped), and
+    // again before the EVAL of a NOSCRIPT retry.
+    bool asking = false;
   };
 
   // A command refused without being sent, waiting for its callback to run.

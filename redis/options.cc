@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace taskmesh::redis {
@@ -123,6 +124,36 @@ absl::StatusOr<ConnectionOptions> ParseRedisUrl(absl::string_view url) {
   }
   options.host = std::string(hostport);
   return options;
+}
+
+absl::StatusOr<std::vector<ConnectionOptions>> ParseRedisSeeds(absl::string_view seeds) {
+  if (!absl::StrContains(seeds, ",redis://")) {
+    absl::StatusOr<ConnectionOptions> one = ParseRedisUrl(seeds);
+    if (one.ok() && !absl::StrContains(one->host, ',')) {
+      return std::vector<ConnectionOptions>{*std::move(one)};
+    }
+  }
+  std::vector<ConnectionOptions> out;
+  for (absl::string_view piece : absl::StrSplit(seeds, ',')) {
+    if (absl::StartsWith(piece, "redis://") || absl::StartsWith(piece, "rediss://")) {
+      absl::StatusOr<ConnectionOptions> seed = ParseRedisUrl(piece);
+      if (!seed.ok()) return seed.status();
+      out.push_back(*std::move(seed));
+      continue;
+    }
+    if (out.empty()) return BadUrl(seeds, "the first seed must start with redis://");
+    if (piece.empty()) return BadUrl(seeds, "empty seed in the list");
+    if (absl::StrContains(piece, '@') || absl::StrContains(piece, '/')) {
+      return BadUrl(seeds, "a bare seed is HOST:PORT; give a full redis:// URL for others");
+    }
+    absl::StatusOr<ConnectionOptions> seed = ParseRedisUrl(absl::StrCat("redis://", piece));
+    if (!seed.ok()) return seed.status();
+    seed->username = out.front().username;
+    seed->password = out.front().password;
+    seed->db = out.front().db;
+    out.push_back(*std::move(seed));
+  }
+  return out;
 }
 
 std::string DescribeEndpoint(const ConnectionOptions& options) {

@@ -7,6 +7,7 @@
 #define TASKMESH_REDIS_OPTIONS_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -35,6 +36,14 @@ struct ConnectionOptions {
 // 0-15 (Redis's default database count), both plain decimal digits. TLS (`rediss://`) is not supported: hiredis
 // 0.14 has no TLS; put a TLS tunnel (stunnel) in front of Redis instead.
 absl::StatusOr<ConnectionOptions> ParseRedisUrl(absl::string_view url);
+
+// Parses a seed list for a Redis Cluster (or one server):
+//   redis://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]
+//   redis://[USER:PASSWORD@]HOST:PORT[,redis://[USER:PASSWORD@]HOST:PORT...]
+// A bare HOST:PORT takes the user, password and database of the first seed.
+// One URL without a list is parsed exactly as ParseRedisUrl does (a raw ','
+// in its password is kept); in a list, write a ',' in a password as %2C.
+absl::StatusOr<std::vector<ConnectionOptions>> ParseRedisSeeds(absl::string_view seeds);
 
 // `host:port/db` for logs: never includes the password.
 std::string DescribeEndpoint(const ConnectionOptions& options);

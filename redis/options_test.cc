@@ -167,5 +167,52 @@ TEST(DescribeEndpointTest, BracketsIpv6) {
   EXPECT_EQ(DescribeEndpoint(o), "[::1]:6380/1");
 }
 
+TEST(ParseRedisSeedsTest, OneUrlIsOneSeed) {
+  auto seeds = ParseRedisSeeds("redis://:p,w@h:7000/2");
+  ASSERT_TRUE(seeds.ok()) << seeds.status();
+  ASSERT_EQ(seeds->size(), 1u);
+  EXPECT_EQ((*seeds)[0].password, "p,w");  // as ParseRedisUrl reads it
+  EXPECT_EQ((*seeds)[0].db, 2);
+}
+
+TEST(ParseRedisSeedsTest, BareSeedsTakeTheFirstSeedsCredentials) {
+  auto seeds = ParseRedisSeeds("redis://u:pw@a:7000,b:7001,[::1]:7002,c");
+  ASSERT_TRUE(seeds.ok()) << seeds.status();
+  ASSERT_EQ(seeds->size(), 4u);
+  EXPECT_EQ((*seeds)[1].host, "b");
+  EXPECT_EQ((*seeds)[1].port, 7001);
+  EXPECT_EQ((*seeds)[1].username, "u");
+  EXPECT_EQ((*seeds)[1].password, "pw");
+  EXPECT_EQ((*seeds)[2].host, "::1");
+  EXPECT_EQ((*seeds)[3].port, 6379);
+}
+
+TEST(ParseRedisSeedsTest, FullUrlsKeepTheirOwnCredentials) {
+  auto seeds = ParseRedisSeeds("redis://u:pw@a:7000,redis://b:7001,c:7002");
+  ASSERT_TRUE(seeds.ok()) << seeds.status();
+  ASSERT_EQ(seeds->size(), 3u);
+  EXPECT_EQ((*seeds)[0].password, "pw");
+  EXPECT_EQ((*seeds)[1].password, "");
+  EXPECT_EQ((*seeds)[2].password, "pw");  // bare: the first seed's
+  auto escaped = ParseRedisSeeds("redis://:p%2Cw@a:1,redis://:p%2Cw@b:2");
+  ASSERT_TRUE(escaped.ok()) << escaped.status();
+  EXPECT_EQ((*escaped)[1].password, "p,w");
+  // Without ",redis://", a string that is one valid URL is one URL: here
+  // user "a", password "1,u".
+  auto one = ParseRedisSeeds("redis://a:1,u@b:2");
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->size(), 1u);
+  auto first_without_port = ParseRedisSeeds("redis://a,b:2");
+  ASSERT_TRUE(first_without_port.ok()) << first_without_port.status();
+  EXPECT_EQ(first_without_port->size(), 2u);
+}
+
+TEST(ParseRedisSeedsTest, RejectsBadLists) {
+  for (const char* bad : {"a:1,b:2", "redis://a:1,", "redis://a:1,,b:2",
+                          "redis://a:1,b:2/3", "redis://a:1,b:x", "redis://a:1,rediss://b:2"}) {
+    EXPECT_EQ(ParseRedisSeeds(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace taskmesh::redis
