@@ -53,7 +53,7 @@ int ClampPageSize(int page_size) {
 absl::StatusOr<Record> RecordOf(const Reply& reply) { return reply.AsMap(); }
 
 // Decodes a task record reply (HGETALL) into `done`'s Versioned task.
-redis::Client::Callback VersionedReader(const std::string& queue, const std::string& id,
+redis::Commands::Callback VersionedReader(const std::string& queue, const std::string& id,
                                         Callback<Broker::Versioned> done) {
   return [queue, id, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
     if (!reply.ok()) {
@@ -81,7 +81,7 @@ redis::Client::Callback VersionedReader(const std::string& queue, const std::str
 
 }  // namespace
 
-Broker::Broker(redis::Client* client, BrokerOptions options)
+Broker::Broker(redis::Commands* client, BrokerOptions options)
     : client_(client),
       options_(std::move(options)),
       enqueue_(client, scripts::Enqueue(), options_,

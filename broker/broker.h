@@ -2,7 +2,7 @@
 // create, read, list, cancel, retry and delete tasks; read, pause and purge
 // queues. (Workers use broker::Consumer.)
 //
-// Thread-safe. Does not own the redis::Client. Every call is asynchronous
+// Thread-safe. Does not own the redis::Commands (client). Every call is asynchronous
 // and runs its callback on a Redis I/O thread: callbacks must not block.
 //
 // Example:
@@ -21,7 +21,7 @@
 #include "absl/status/statusor.h"
 #include "broker/options.h"
 #include "broker/script_batcher.h"
-#include "redis/client.h"
+#include "redis/commands.h"
 #include "taskmesh/v1/queue.pb.h"
 #include "taskmesh/v1/task.pb.h"
 
@@ -49,7 +49,7 @@ class Broker {
     std::string next_page_token;
   };
 
-  Broker(redis::Client* client, BrokerOptions options);
+  Broker(redis::Commands* client, BrokerOptions options);
 
   const BrokerOptions& options() const { return options_; }
 
@@ -148,7 +148,7 @@ class Broker {
   void PurgeMore(const std::string& queue, bool include_pending, int64_t so_far,
                  Callback<int64_t> done);
 
-  redis::Client* const client_;
+  redis::Commands* const client_;
   const BrokerOptions options_;
   ScriptBatcher enqueue_;
 };

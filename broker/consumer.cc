@@ -46,7 +46,7 @@ std::string PriorityOrder(double draw1, double draw2) {
   return order + left;
 }
 
-Consumer::Consumer(redis::Client* client, BrokerOptions broker_options, ConsumerOptions options)
+Consumer::Consumer(redis::Commands* client, BrokerOptions broker_options, ConsumerOptions options)
     : client_(client),
       broker_options_(std::move(broker_options)),
       options_(std::move(options)),

@@ -26,7 +26,7 @@
 #include "broker/options.h"
 #include "broker/script_batcher.h"
 #include "broker/task_codec.h"
-#include "redis/client.h"
+#include "redis/commands.h"
 #include "redis/connection.h"
 
 namespace taskmesh::broker {
@@ -77,7 +77,7 @@ class Consumer {
     std::vector<Lease> leases;
   };
 
-  Consumer(redis::Client* client, BrokerOptions broker_options, ConsumerOptions options);
+  Consumer(redis::Commands* client, BrokerOptions broker_options, ConsumerOptions options);
 
   const ConsumerOptions& options() const { return options_; }
 
@@ -125,7 +125,7 @@ class Consumer {
   absl::StatusOr<std::vector<Lease>> ParseStarted(const std::string& queue,
                                                   const redis::Reply& reply) const;
 
-  redis::Client* const client_;
+  redis::Commands* const client_;
   const BrokerOptions broker_options_;
   const ConsumerOptions options_;
   // Outcomes of concurrent attempts share Redis calls.

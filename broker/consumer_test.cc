@@ -312,6 +312,10 @@ TEST_F(ConsumerTest, FirstTaskCreatesTheConsumerGroupSoLagIsVisible) {
     if (fields[i].str() == "name") EXPECT_EQ(fields[i + 1].str(), "workers");
     if (fields[i].str() == "lag") EXPECT_EQ(fields[i + 1].integer(), 1);
   }
+  // The other priority streams get their group too (KEDA reads all three:
+  // a missing group is a trigger error).
+  EXPECT_EQ(Lag(StreamKey("fresh", "high")), 0);
+  EXPECT_EQ(Lag(StreamKey("fresh", "low")), 0);
 }
 
 TEST_F(ConsumerTest, TasksCreatedBeforeTheGroupAreDelivered) {

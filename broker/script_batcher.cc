@@ -10,7 +10,7 @@
 
 namespace taskmesh::broker {
 
-ScriptBatcher::ScriptBatcher(redis::Client* client, const redis::Script& script,
+ScriptBatcher::ScriptBatcher(redis::Commands* client, const redis::Script& script,
                              BrokerOptions options, Limits limits)
     : client_(client), script_(script), options_(std::move(options)), limits_(limits) {}
 

@@ -15,7 +15,7 @@
 // one pipelined write. A script error or a lost connection fails every
 // item of its call.
 //
-// Thread-safe. Callbacks run on a Redis I/O thread (see redis::Client).
+// Thread-safe. Callbacks run on a Redis I/O thread (see redis/commands.h).
 #ifndef TASKMESH_BROKER_SCRIPT_BATCHER_H_
 #define TASKMESH_BROKER_SCRIPT_BATCHER_H_
 
@@ -28,7 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/options.h"
-#include "redis/client.h"
+#include "redis/commands.h"
 #include "redis/script.h"
 
 namespace taskmesh::broker {
@@ -48,7 +48,7 @@ class ScriptBatcher {
   };
 
   // `script` must outlive the batcher (scripts are static).
-  ScriptBatcher(redis::Client* client, const redis::Script& script, BrokerOptions options,
+  ScriptBatcher(redis::Commands* client, const redis::Script& script, BrokerOptions options,
                 Limits limits);
   ScriptBatcher(const ScriptBatcher&) = delete;
   ScriptBatcher& operator=(const ScriptBatcher&) = delete;
@@ -73,7 +73,7 @@ class ScriptBatcher {
   void Send(const std::string& queue, std::vector<Item> items);
   void Finished(const std::string& queue);
 
-  redis::Client* const client_;
+  redis::Commands* const client_;
   const redis::Script& script_;
   const BrokerOptions options_;
   const Limits limits_;

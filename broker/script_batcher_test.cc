@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "redis/client.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"

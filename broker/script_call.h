@@ -10,7 +10,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "redis/client.h"
+#include "redis/commands.h"
 #include "redis/script.h"
 
 namespace taskmesh::broker {
@@ -24,7 +24,7 @@ inline absl::StatusOr<std::string> WordOf(const absl::StatusOr<redis::Reply>& re
 
 // Runs `script`; `decode` turns its word into the result passed to `done`.
 template <typename T>
-void EvalWord(redis::Client* client, const redis::Script& script, std::vector<std::string> keys,
+void EvalWord(redis::Commands* client, const redis::Script& script, std::vector<std::string> keys,
               std::vector<std::string> args,
               absl::AnyInvocable<absl::StatusOr<T>(const std::string& word)> decode,
               absl::AnyInvocable<void(absl::StatusOr<T>)> done) {

@@ -13,6 +13,7 @@
 #include "broker/broker.h"
 #include "broker/consumer.h"
 #include "broker/keys.h"
+#include "redis/client.h"
 #include "gtest/gtest.h"
 #include "tests/support/redis_server.h"
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything and runs every test: unit,
-# integration (real redis-server), end-to-end and fault tests (real
-# processes), a short bounded run of the gateway's fuzzers, and the Helm
+# integration (real redis-server and Redis Cluster), end-to-end and fault
+# tests (real processes), a short bounded run of the gateway's fuzzers,
+# KEDA's own scaler against the mesh (tests/keda; its Go modules are fetched
+# once into Go's module cache, ~10 minutes cold, seconds warm), and the Helm
 # chart's validation. CI runs exactly this (.ci/run).
 #
 # Test results are never taken from Bazel's cache: every run runs every test.
@@ -47,6 +49,10 @@ if [[ -f api_gateway/fuzz/run.sh ]]; then
   echo "fuzz: ${ok} passed, ${bad} failed" | tee "$log_dir/fuzz.count"
   count "$log_dir/fuzz.count"
 fi
+
+echo "== KEDA's own scaler against real Redis and the mesh (tests/keda)"
+bash tests/keda/run.sh bazel-bin 2>&1 | tee "$log_dir/keda.log"
+count "$log_dir/keda.log"
 
 if [[ -x deploy/helm/validate/run.sh ]]; then
   echo "== Helm chart validation"

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "redis/client.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"

@@ -137,7 +137,7 @@ absl::StatusOr<std::vector<PeriodicEntry>> ParsePeriodicConfig(absl::string_view
 }
 
 PeriodicScheduler::PeriodicScheduler(std::vector<PeriodicEntry> entries, broker::Broker* broker,
-                                     redis::Client* client)
+                                     redis::Commands* client)
     : entries_(std::move(entries)), broker_(broker), client_(client) {}
 
 absl::StatusOr<int> PeriodicScheduler::RunOnce() {

@@ -28,7 +28,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/optional.h"
 #include "broker/broker.h"
-#include "redis/client.h"
+#include "redis/commands.h"
 #include "taskmesh/v1/periodic.pb.h"
 
 namespace taskmesh::workers {
@@ -73,7 +73,7 @@ class PeriodicScheduler {
  public:
   // `broker` and `client` must outlive the scheduler.
   PeriodicScheduler(std::vector<PeriodicEntry> entries, broker::Broker* broker,
-                    redis::Client* client);
+                    redis::Commands* client);
 
   // One pass; returns how many tasks this pass created.
   absl::StatusOr<int> RunOnce();
@@ -81,7 +81,7 @@ class PeriodicScheduler {
  private:
   std::vector<PeriodicEntry> entries_;
   broker::Broker* const broker_;
-  redis::Client* const client_;
+  redis::Commands* const client_;
   // The last tick this process asked for, per entry name: one request each.
   absl::flat_hash_map<std::string, int64_t> asked_;
 };

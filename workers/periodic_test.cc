@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "redis/client.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"

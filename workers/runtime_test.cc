@@ -6,6 +6,7 @@
 #include <string>
 #include <thread>
 
+#include "redis/client.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"

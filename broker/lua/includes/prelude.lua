@@ -102,13 +102,20 @@ local function finish(id, task, from, to, now, attempt, fields, prune, ver, watc
 end
 
 -- Appends a task id to a stream. A new stream gets its consumer group at
--- once, so that its lag is visible (to KEDA) before any worker exists.
--- (Checked once per stream and script call.)
+-- once, so that its lag is visible (to KEDA) before any worker exists, and
+-- so do the queue's other priority streams: KEDA reads the pending entries
+-- of all three, and a missing group (NOGROUP) puts the whole ScaledObject in
+-- error, which blocks its scale-down (tests/keda). (Checked once per stream
+-- and script call.)
 local grouped = {}
 local function xadd(stream, id)
   if not grouped[stream] then
     if redis.call('EXISTS', stream) == 0 then
-      redis.call('XGROUP', 'CREATE', stream, G, '0', 'MKSTREAM')
+      for _, s in ipairs({P .. 'stream:high', P .. 'stream', P .. 'stream:low'}) do
+        if redis.call('EXISTS', s) == 0 then
+          redis.call('XGROUP', 'CREATE', s, G, '0', 'MKSTREAM')
+        end
+      end
     end
     grouped[stream] = true
   end
