@@ -1,5 +1,7 @@
 #include "broker/consumer.h"
 
+#include <iterator>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -9,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "broker/keys.h"
 #include "broker/script_call.h"
 #include "broker/scripts.h"
@@ -57,22 +60,42 @@ std::vector<std::string> Consumer::Args(const std::string& queue,
   return ScriptArgs(QueuePrefix(queue), broker_options_, std::move(rest));
 }
 
-absl::Status Consumer::EnsureGroups(redis::Connection& conn,
-                                    const std::vector<std::string>& queues) {
-  std::vector<redis::Args> commands;
+absl::Status Consumer::EnsureGroups(const std::vector<std::string>& queues) {
+  // Sent together (pipelined, each to its queue's node), then awaited.
+  struct Wait {
+    absl::Mutex mu;
+    int left ABSL_GUARDED_BY(mu) = 0;
+    absl::Status first_error ABSL_GUARDED_BY(mu);
+  };
+  auto wait = std::make_shared<Wait>();
+  {
+    absl::MutexLock lock(&wait->mu);
+    wait->left = static_cast<int>(queues.size() * std::size(kSuffixes));
+  }
   for (const std::string& q : queues) {
     for (absl::string_view suffix : kSuffixes) {
-      commands.push_back({"XGROUP", "CREATE", StreamKey(q, suffix), std::string(kConsumerGroup),
-                          "0", "MKSTREAM"});
+      client_->Send({"XGROUP", "CREATE", StreamKey(q, suffix), std::string(kConsumerGroup), "0",
+                     "MKSTREAM"},
+                    [wait](absl::StatusOr<Reply> reply) {
+                      absl::Status s = reply.ok() ? absl::OkStatus() : reply.status();
+                      if (reply.ok() && reply->is_error() &&
+                          !absl::StartsWith(reply->str(), "BUSYGROUP")) {
+                        s = reply->ToStatus();
+                      }
+                      absl::MutexLock lock(&wait->mu);
+                      if (wait->first_error.ok()) wait->first_error = s;
+                      --wait->left;
+                    });
     }
   }
-  ASSIGN_OR_RETURN(std::vector<Reply> replies, conn.Pipeline(commands));
-  for (const Reply& reply : replies) {
-    if (reply.is_error() && !absl::StartsWith(reply.str(), "BUSYGROUP")) {
-      return reply.ToStatus();
-    }
-  }
-  return absl::OkStatus();
+  absl::MutexLock lock(&wait->mu);
+  wait->mu.Await(absl::Condition(
+      +[](int* left) { return *left == 0; }, &wait->left));
+  return wait->first_error;
+}
+
+absl::StatusOr<redis::ConnectionOptions> Consumer::NodeOf(const std::string& queue) const {
+  return client_->NodeForKey(StreamKey(queue));
 }
 
 absl::StatusOr<std::vector<Lease>> Consumer::ParseStarted(const std::string& queue,
@@ -153,7 +176,7 @@ absl::StatusOr<std::vector<Lease>> Consumer::Wait(redis::Connection& conn,
   ASSIGN_OR_RETURN(Reply reply, conn.BlockingCommand(args, block));
   if (reply.is_error() && absl::StartsWith(reply.str(), "NOGROUP")) {
     // A stream (and so its group) was deleted: recreate, then read again.
-    RETURN_IF_ERROR(EnsureGroups(conn, queues));
+    RETURN_IF_ERROR(EnsureGroups(queues));
     return std::vector<Lease>();
   }
   RETURN_IF_ERROR(reply.ToStatus());

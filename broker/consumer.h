@@ -84,7 +84,11 @@ class Consumer {
   // Creates the consumer groups of each queue's streams if missing. A group
   // starts at its stream's beginning, so tasks created before any worker
   // existed are delivered.
-  absl::Status EnsureGroups(redis::Connection& conn, const std::vector<std::string>& queues);
+  absl::Status EnsureGroups(const std::vector<std::string>& queues);
+
+  // The node to open the blocking connection of Wait() on for `queue`: the
+  // Redis server, or in a Redis Cluster the master serving the queue's slot.
+  absl::StatusOr<redis::ConnectionOptions> NodeOf(const std::string& queue) const;
 
   // Reads and starts up to `count` new tasks of `queue`, taking its priority
   // streams in a weighted random order (HIGH 6 : DEFAULT 3 : LOW 1), so that

@@ -253,7 +253,7 @@ TEST_F(ConsumerTest, ScheduledTaskRunsWhenDueNotBefore) {
 }
 
 TEST_F(ConsumerTest, WaitDeliversAndStartsNewTasks) {
-  ASSERT_TRUE(consumer_->EnsureGroups(*conn_, {"a", "b"}).ok());
+  ASSERT_TRUE(consumer_->EnsureGroups({"a", "b"}).ok());
   auto none = consumer_->Wait(*conn_, {"a", "b"}, absl::Milliseconds(50), [] { return true; });
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_TRUE(none->empty());
@@ -268,7 +268,7 @@ TEST_F(ConsumerTest, WaitDeliversAndStartsNewTasks) {
 // A worker idle in its blocking read when the queue is paused starts
 // nothing it then receives: the entry goes back, the task stays PENDING.
 TEST_F(ConsumerTest, WaitStartsNothingOfAQueuePausedWhileItWaited) {
-  ASSERT_TRUE(consumer_->EnsureGroups(*conn_, {"q"}).ok());
+  ASSERT_TRUE(consumer_->EnsureGroups({"q"}).ok());
   ASSERT_TRUE(Create("q", "t", EchoTask()).ok());
   ASSERT_TRUE(
       Await<taskmesh::v1::Queue>([&](auto cb) { broker_->SetPaused("q", true, std::move(cb)); })
@@ -288,7 +288,7 @@ TEST_F(ConsumerTest, WaitStartsNothingOfAQueuePausedWhileItWaited) {
 
 // A worker that began to drain while it waited gives back what arrived.
 TEST_F(ConsumerTest, WaitGivesBackWhatArrivesWhenTheWorkerMayNotStart) {
-  ASSERT_TRUE(consumer_->EnsureGroups(*conn_, {"q"}).ok());
+  ASSERT_TRUE(consumer_->EnsureGroups({"q"}).ok());
   ASSERT_TRUE(Create("q", "t", EchoTask()).ok());
   auto got = consumer_->Wait(*conn_, {"q"}, absl::Seconds(1), [] { return false; });
   ASSERT_TRUE(got.ok()) << got.status();
@@ -320,13 +320,13 @@ TEST_F(ConsumerTest, FirstTaskCreatesTheConsumerGroupSoLagIsVisible) {
 
 TEST_F(ConsumerTest, TasksCreatedBeforeTheGroupAreDelivered) {
   ASSERT_TRUE(Create("q", "early", EchoTask()).ok());
-  ASSERT_TRUE(consumer_->EnsureGroups(*conn_, {"q"}).ok());
-  ASSERT_TRUE(consumer_->EnsureGroups(*conn_, {"q"}).ok());  // Idempotent.
+  ASSERT_TRUE(consumer_->EnsureGroups({"q"}).ok());
+  ASSERT_TRUE(consumer_->EnsureGroups({"q"}).ok());  // Idempotent.
   EXPECT_EQ(FetchOne("q").task_id, "early");
 }
 
 TEST_F(ConsumerTest, MissingGroupIsReportedSoTheWorkerRecreatesIt) {
-  ASSERT_TRUE(consumer_->EnsureGroups(*conn_, {"q"}).ok());
+  ASSERT_TRUE(consumer_->EnsureGroups({"q"}).ok());
   ASSERT_TRUE(client_->Call({"DEL", StreamKey("q")}).ok());
   auto f = consumer_->Fetch("q", 1);
   EXPECT_EQ(f.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -340,7 +340,7 @@ TEST_F(ConsumerTest, RateLimitIsSharedByAllConsumers) {
                   [&](auto cb) { broker_->SetRateLimit("q", 5, std::move(cb)); })
                   .ok());
   auto other = MakeConsumer("other", absl::Seconds(30));
-  ASSERT_TRUE(consumer_->EnsureGroups(*conn_, {"q"}).ok());
+  ASSERT_TRUE(consumer_->EnsureGroups({"q"}).ok());
   // A fresh bucket holds a burst of 5; then about 5 tokens per second.
   int started = 0;
   const absl::Time start = absl::Now();

@@ -76,7 +76,7 @@ class BrokerFixture : public ::testing::Test {
   std::vector<Lease> Fetch(const std::string& queue, int count = 10,
                            Consumer* consumer = nullptr) {
     Consumer* c = consumer != nullptr ? consumer : consumer_.get();
-    EXPECT_TRUE(c->EnsureGroups(*conn_, {queue}).ok());
+    EXPECT_TRUE(c->EnsureGroups({queue}).ok());
     auto f = c->Fetch(queue, count);
     EXPECT_TRUE(f.ok()) << f.status();
     return f.ok() ? f->leases : std::vector<Lease>();

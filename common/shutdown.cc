@@ -1,5 +1,6 @@
 #include "common/shutdown.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -29,6 +30,16 @@ int WaitForShutdownSignal() {
   while (sigwait(&set, &sig) != 0) {
   }
   return sig;
+}
+
+int PollShutdownSignal(absl::Duration timeout) {
+  sigset_t set = ShutdownSignals();
+  const timespec wait = absl::ToTimespec(timeout);
+  while (true) {
+    const int sig = sigtimedwait(&set, nullptr, &wait);
+    if (sig > 0) return sig;
+    if (errno != EINTR) return 0;  // EAGAIN: the timeout passed.
+  }
 }
 
 }  // namespace taskmesh

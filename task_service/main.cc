@@ -15,7 +15,8 @@
 #include "common/shutdown.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
-#include "redis/client.h"
+#include "redis/commands.h"
+#include "redis/open.h"
 #include "redis/options.h"
 #include "task_service/service.h"
 #include "broker/watch_hub.h"
@@ -27,7 +28,10 @@ ABSL_FLAG(int32_t, max_concurrent_streams, 1000,
           "SETTINGS_MAX_CONCURRENT_STREAMS; open WatchTask streams count); more wait "
           "at the client, so an overloaded server's memory stays bounded");
 ABSL_FLAG(std::string, redis, "redis://127.0.0.1:6379",
-          "Redis URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]");
+          "Redis URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] of a standalone server or "
+          "of any node of a Redis Cluster (told apart by INFO cluster), or a comma-separated "
+          "list of seed nodes, redis://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT,...; the "
+          "binary waits for one to answer");
 ABSL_FLAG(int32_t, redis_connections, 2,
           "Redis connections; the commands of concurrent RPCs are pipelined on them");
 ABSL_FLAG(int32_t, redis_max_batch, 512,
@@ -54,13 +58,12 @@ namespace {
 int Main() {
   log::SetComponent("task_service");
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  absl::StatusOr<redis::ConnectionOptions> redis_options =
-      redis::ParseRedisUrl(absl::GetFlag(FLAGS_redis));
-  if (!redis_options.ok()) {
-    std::fprintf(stderr, "ERROR: --redis: %s\n", std::string(redis_options.status().message()).c_str());
+  const std::string redis_url = absl::GetFlag(FLAGS_redis);
+  absl::StatusOr<std::vector<redis::ConnectionOptions>> seeds = redis::ParseRedisSeeds(redis_url);
+  if (!seeds.ok()) {
+    std::fprintf(stderr, "ERROR: --redis: %s\n", std::string(seeds.status().message()).c_str());
     return 2;
   }
-  redis_options->command_timeout = absl::GetFlag(FLAGS_redis_timeout);
   const int max_attempts = absl::GetFlag(FLAGS_default_max_attempts);
   if (max_attempts < 1 || max_attempts > 100) {
     std::fprintf(stderr, "ERROR: --default_max_attempts must be 1-100\n");
@@ -93,17 +96,35 @@ int Main() {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   BlockShutdownSignals();
   redis::ClientOptions client_options;
-  client_options.connection = *redis_options;
+  client_options.connection.command_timeout = absl::GetFlag(FLAGS_redis_timeout);
   client_options.connections = absl::GetFlag(FLAGS_redis_connections);
   client_options.max_batch = absl::GetFlag(FLAGS_redis_max_batch);
   client_options.batch_window = absl::GetFlag(FLAGS_redis_batch_window);
   client_options.max_queued = absl::GetFlag(FLAGS_redis_max_queued);
-  redis::Client client(client_options);
+  // A standalone server or a Redis Cluster (INFO cluster), once one answers.
+  absl::StatusOr<std::unique_ptr<redis::Commands>> opened = redis::OpenWhenReachable(
+      redis_url, client_options, [](absl::Duration d) { return PollShutdownSignal(d) == 0; });
+  if (absl::IsCancelled(opened.status())) return 0;
+  if (!opened.ok()) {
+    std::fprintf(stderr, "ERROR: --redis: %s\n", std::string(opened.status().message()).c_str());
+    return 2;
+  }
+  redis::Commands& client = **opened;
   broker::BrokerOptions broker_options;
   broker_options.default_max_attempts = max_attempts;
   broker_options.retention = absl::GetFlag(FLAGS_retention);
   broker::Broker broker(&client, broker_options);
-  broker::WatchHub hub(*redis_options);
+  // Task events: on the server, or on the node serving each queue's slot.
+  std::unique_ptr<broker::WatchHub> hub_owner =
+      client.cluster()
+          ? std::make_unique<broker::WatchHub>(
+                client.options().connection,
+                [&client](const std::string& channel) {
+                  absl::StatusOr<redis::ConnectionOptions> node = client.NodeForKey(channel);
+                  return node.ok() ? *node : client.options().connection;
+                })
+          : std::make_unique<broker::WatchHub>(client.options().connection);
+  broker::WatchHub& hub = *hub_owner;
   task_service::TaskServiceImpl service(&broker, &hub);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -121,7 +142,8 @@ int Main() {
   }
   log::Info("serving", {{"listen", listen},
                         {"port", absl::StrCat(port)},
-                        {"redis", redis::DescribeEndpoint(*redis_options)}});
+                        {"redis", redis::DescribeEndpoint(client.options().connection)},
+                        {"redis_mode", client.cluster() ? "cluster" : "standalone"}});
 
   // Readiness follows Redis: NOT_SERVING while Redis is unreachable.
   HealthReporter health(

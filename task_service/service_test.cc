@@ -57,9 +57,7 @@ class ServiceTest : public ::testing::Test {
 
   // Plays a worker: starts the queue's next task.
   broker::Lease StartNext(const std::string& queue) {
-    auto conn = redis::Connection::Connect(redis_->options());
-    EXPECT_TRUE(conn.ok());
-    EXPECT_TRUE(consumer_->EnsureGroups(**conn, {queue}).ok());
+    EXPECT_TRUE(consumer_->EnsureGroups({queue}).ok());
     auto f = consumer_->Fetch(queue, 1);
     EXPECT_TRUE(f.ok() && f->leases.size() == 1);
     return f.ok() && !f->leases.empty() ? f->leases[0] : broker::Lease{};

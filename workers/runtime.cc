@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "broker/task_codec.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "redis/connection.h"
 
 namespace taskmesh::workers {
@@ -20,6 +21,10 @@ namespace {
 
 // How often a rate-limited queue with no token to spare is polled at most.
 constexpr absl::Duration kLimitedPoll = absl::Milliseconds(20);
+// The longest idle blocking read on one node while a worker's queues live on
+// several (a Redis Cluster): a task arriving on another node waits at most
+// this much longer per other node.
+constexpr absl::Duration kIdleSlice = absl::Milliseconds(100);
 
 std::string KeyOf(const broker::Lease& lease) {
   return absl::StrCat(lease.queue, "/", lease.task_id);
@@ -182,8 +187,39 @@ void Worker::Release(const JobPtr& job) {
   if (it != leased_.end() && it->second == job) leased_.erase(it);
 }
 
+absl::StatusOr<std::vector<broker::Lease>> Worker::WaitIdle(
+    absl::flat_hash_map<std::string, std::unique_ptr<redis::Connection>>& conns,
+    const std::vector<std::string>& active, absl::Duration wait, size_t round) {
+  // The active queues by the node that serves them.
+  std::vector<std::pair<redis::ConnectionOptions, std::vector<std::string>>> nodes;
+  for (const std::string& q : active) {
+    ASSIGN_OR_RETURN(redis::ConnectionOptions node, consumer_->NodeOf(q));
+    auto same = [&](const auto& n) { return n.first.host == node.host && n.first.port == node.port; };
+    auto it = std::find_if(nodes.begin(), nodes.end(), same);
+    if (it == nodes.end()) {
+      nodes.push_back({node, {q}});
+    } else {
+      it->second.push_back(q);
+    }
+  }
+  const auto& [node, queues] = nodes[round % nodes.size()];
+  if (nodes.size() > 1) wait = std::min(wait, kIdleSlice);
+  std::unique_ptr<redis::Connection>& conn = conns[absl::StrCat(node.host, ":", node.port)];
+  if (conn == nullptr || conn->broken()) {
+    ASSIGN_OR_RETURN(conn, redis::Connection::Connect(node));
+  }
+  return consumer_->Wait(*conn, queues, wait, [this] {
+    absl::MutexLock lock(&mu_);
+    return !stopping_;
+  });
+}
+
 void Worker::FetchLoop() {
-  std::unique_ptr<redis::Connection> conn;
+  // Blocking connections by node ("host:port"): one for a standalone Redis;
+  // in a Redis Cluster, one per master that serves some of the queues.
+  absl::flat_hash_map<std::string, std::unique_ptr<redis::Connection>> conns;
+  bool groups = false;  // The queues' consumer groups exist.
+  size_t idle_round = 0;
   absl::Duration backoff = absl::Milliseconds(50);
   absl::Status last_error;
   absl::Time next_reclaim = absl::Now();
@@ -196,7 +232,8 @@ void Worker::FetchLoop() {
       log::Warning("fetch failed; retrying", {{"error", status.message()}});
     }
     last_error = status;
-    conn.reset();
+    conns.clear();
+    groups = false;
     connected_ = false;
     const absl::Duration d = backoff;
     backoff = std::min(backoff * 2, absl::Seconds(2));
@@ -211,14 +248,12 @@ void Worker::FetchLoop() {
   while (true) {
     int free = capacity();
     if (free <= 0) break;  // Stopping.
-    if (conn == nullptr) {
-      auto c = redis::Connection::Connect(options_.redis);
-      absl::Status s = c.ok() ? consumer_->EnsureGroups(**c, options_.queues) : c.status();
-      if (!s.ok()) {
+    if (!groups) {
+      if (absl::Status s = consumer_->EnsureGroups(options_.queues); !s.ok()) {
         if (!failed(s)) break;
         continue;
       }
-      conn = *std::move(c);
+      groups = true;
       connected_ = true;
       backoff = absl::Milliseconds(50);
       if (!last_error.ok()) log::Info("fetch connection restored");
@@ -275,12 +310,11 @@ void Worker::FetchLoop() {
         if (!pause(idle_wait)) break;
         continue;
       }
-      // All idle: block until something arrives (or the wait passes).
-      absl::StatusOr<std::vector<broker::Lease>> w =
-          consumer_->Wait(*conn, active, idle_wait, [this] {
-            absl::MutexLock lock(&mu_);
-            return !stopping_;
-          });
+      // All idle: block until something arrives (or the wait passes), on
+      // the node of the queues. One blocking read cannot span the nodes of a
+      // Redis Cluster: with queues on several, each round blocks on the
+      // next node for at most kIdleSlice.
+      absl::StatusOr<std::vector<broker::Lease>> w = WaitIdle(conns, active, idle_wait, idle_round++);
       if (w.ok()) {
         Accept(*std::move(w));
       } else {

@@ -45,8 +45,6 @@
 namespace taskmesh::workers {
 
 struct WorkerOptions {
-  // For the blocking fetch connection (the consumer's client does the rest).
-  redis::ConnectionOptions redis;
   std::vector<std::string> queues = {"default"};
   // Handler threads, and so the most tasks run at once.
   int concurrency = 8;
@@ -123,6 +121,12 @@ class Worker {
   using JobPtr = std::shared_ptr<Job>;
 
   void FetchLoop();
+  // The idle path of FetchLoop: a blocking read (Consumer::Wait) on the
+  // `round`-th node (by turns) serving some of `active`, on its connection
+  // in `conns` (made when missing).
+  absl::StatusOr<std::vector<broker::Lease>> WaitIdle(
+      absl::flat_hash_map<std::string, std::unique_ptr<redis::Connection>>& conns,
+      const std::vector<std::string>& active, absl::Duration wait, size_t round);
   void HandlerLoop();
   void MaintainLoop();
   void Accept(std::vector<broker::Lease> leases);

@@ -50,7 +50,6 @@ class RuntimeTest : public ::testing::Test {
   void StartWorker(int concurrency = 4, absl::Duration drain = absl::Seconds(10),
                    absl::Duration fetch_block = absl::Milliseconds(100)) {
     WorkerOptions options;
-    options.redis = redis_->options();
     options.queues = {"q"};
     options.concurrency = concurrency;
     options.fetch_block = fetch_block;

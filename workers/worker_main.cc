@@ -26,13 +26,17 @@
 #include "common/shutdown.h"
 #include "common/stop_signal.h"
 #include "grpcpp/grpcpp.h"
-#include "redis/client.h"
+#include "redis/commands.h"
+#include "redis/open.h"
 #include "redis/options.h"
 #include "workers/periodic.h"
 #include "workers/runtime.h"
 
 ABSL_FLAG(std::string, redis, "redis://127.0.0.1:6379",
-          "Redis URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]");
+          "Redis URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] of a standalone server or "
+          "of any node of a Redis Cluster (told apart by INFO cluster), or a comma-separated "
+          "list of seed nodes, redis://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT,...; the "
+          "binary waits for one to answer");
 ABSL_FLAG(std::string, queues, "default", "Comma-separated queues to run tasks from");
 ABSL_FLAG(int32_t, concurrency, 8, "Handler threads: the most tasks this process runs at once");
 ABSL_FLAG(std::string, consumer, "",
@@ -94,13 +98,12 @@ int WorkerMain(int argc, char** argv,
              "threads.\n\nUsage: worker --redis=redis://HOST:PORT[/DB] --queues=q1,q2 "
              "--concurrency=N");
   log::SetComponent("worker");
-  absl::StatusOr<redis::ConnectionOptions> redis_options =
-      redis::ParseRedisUrl(absl::GetFlag(FLAGS_redis));
-  if (!redis_options.ok()) return Fail(absl::StrCat("--redis: ", redis_options.status().message()));
-  redis_options->command_timeout = absl::GetFlag(FLAGS_redis_timeout);
+  const std::string redis_url = absl::GetFlag(FLAGS_redis);
+  if (auto seeds = redis::ParseRedisSeeds(redis_url); !seeds.ok()) {
+    return Fail(absl::StrCat("--redis: ", seeds.status().message()));
+  }
 
   WorkerOptions options;
-  options.redis = *redis_options;
   options.queues = absl::StrSplit(absl::GetFlag(FLAGS_queues), ',', absl::SkipWhitespace());
   if (options.queues.empty()) return Fail("--queues: name at least one queue");
   options.concurrency = absl::GetFlag(FLAGS_concurrency);
@@ -151,9 +154,14 @@ int WorkerMain(int argc, char** argv,
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   BlockShutdownSignals();
   redis::ClientOptions client_options;
-  client_options.connection = *redis_options;
+  client_options.connection.command_timeout = absl::GetFlag(FLAGS_redis_timeout);
   client_options.connections = absl::GetFlag(FLAGS_redis_connections);
-  redis::Client client(client_options);
+  // A standalone server or a Redis Cluster (INFO cluster), once one answers.
+  absl::StatusOr<std::unique_ptr<redis::Commands>> opened = redis::OpenWhenReachable(
+      redis_url, client_options, [](absl::Duration d) { return PollShutdownSignal(d) == 0; });
+  if (absl::IsCancelled(opened.status())) return 0;
+  if (!opened.ok()) return Fail(absl::StrCat("--redis: ", opened.status().message()));
+  redis::Commands& client = **opened;
   broker::Consumer consumer(&client, broker::BrokerOptions{}, consumer_options);
   HandlerRegistry registry;
   register_handlers(registry);
@@ -177,7 +185,8 @@ int WorkerMain(int argc, char** argv,
 
   if (absl::Status s = worker.Start(); !s.ok()) return Fail(std::string(s.message()));
   log::Info("handlers", {{"types", absl::StrJoin(registry.Types(), ",")},
-                         {"redis", redis::DescribeEndpoint(*redis_options)}});
+                         {"redis", redis::DescribeEndpoint(client.options().connection)},
+                         {"redis_mode", client.cluster() ? "cluster" : "standalone"}});
 
   std::unique_ptr<MetricsServer> metrics;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {

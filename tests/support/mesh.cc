@@ -16,6 +16,7 @@
 #include "common/status_macros.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "redis/connection.h"
+#include "redis/slots.h"
 #include "tests/support/binaries.h"
 
 namespace taskmesh::testing {
@@ -94,14 +95,20 @@ absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Start(MeshOptions options) {
   std::unique_ptr<Mesh> mesh(new Mesh());
   mesh->dir_ = absl::StrCat(OutputDir(), "/mesh-", getpid(), "-", counter++);
   mkdir(mesh->dir_.c_str(), 0755);
-  ASSIGN_OR_RETURN(mesh->redis_, RedisServer::Start(options.redis));
+  if (options.cluster) {
+    ASSIGN_OR_RETURN(mesh->cluster_, RedisCluster::Start());
+    mesh->redis_url_ = mesh->cluster_->seeds();
+  } else {
+    ASSIGN_OR_RETURN(mesh->redis_, RedisServer::Start(options.redis));
+    mesh->redis_url_ = mesh->redis_->url();
+  }
 
   // A port can be taken between picking and binding: try a few.
   for (int attempt = 0; attempt < 5; ++attempt) {
     const int port = PickUnusedPort();
     std::vector<std::string> argv = {BinaryPath("task_service/task_service"),
                                      absl::StrCat("--listen=127.0.0.1:", port),
-                                     absl::StrCat("--redis=", mesh->redis_->url())};
+                                     absl::StrCat("--redis=", mesh->redis_url_)};
     argv.insert(argv.end(), options.service_flags.begin(), options.service_flags.end());
     ASSIGN_OR_RETURN(mesh->service_,
                      Process::Start(argv, {}, absl::StrCat(mesh->dir_, "/task_service.log")));
@@ -128,10 +135,11 @@ Mesh::~Mesh() {
   // Processes die (SIGKILL) in their destructors: the service before Redis.
   service_.reset();
   redis_.reset();
+  cluster_.reset();
 }
 
 absl::StatusOr<std::unique_ptr<Process>> Mesh::StartWorker(const WorkerSpec& spec) {
-  std::vector<std::string> argv = {spec.binary, absl::StrCat("--redis=", redis_->url()),
+  std::vector<std::string> argv = {spec.binary, absl::StrCat("--redis=", redis_url_),
                                    absl::StrCat("--consumer=", spec.consumer),
                                    "--health_listen=127.0.0.1:0"};
   argv.insert(argv.end(), spec.flags.begin(), spec.flags.end());
@@ -173,7 +181,17 @@ std::map<std::string, v1::Task> Mesh::AwaitTerminal(const std::vector<std::strin
 }
 
 absl::StatusOr<redis::Reply> Mesh::RedisCommand(const std::vector<std::string>& args) {
-  ASSIGN_OR_RETURN(auto conn, redis::Connection::Connect(redis_->options()));
+  redis::ConnectionOptions node;
+  if (cluster_ != nullptr) {
+    const absl::optional<absl::string_view> key = redis::RoutingKey(args);
+    const int slot = key.has_value() ? redis::KeySlot(*key) : 0;
+    ASSIGN_OR_RETURN(int master, cluster_->MasterOfSlot(slot));
+    if (master < 0) return absl::UnavailableError("no master serves the slot");
+    node = cluster_->options(master);
+  } else {
+    node = redis_->options();
+  }
+  ASSIGN_OR_RETURN(auto conn, redis::Connection::Connect(node));
   return conn->Command(args);
 }
 

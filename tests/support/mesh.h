@@ -1,7 +1,8 @@
 // Mesh: the taskmesh processes for end-to-end and fault tests, started on
-// loopback: a private redis-server, the real task_service (gRPC), and any
-// number of worker processes (the real worker or a test build of it), each
-// a Process that a test can signal, kill and restart.
+// loopback: a private redis-server (or, with `cluster`, a private 3 + 3
+// Redis Cluster), the real task_service (gRPC), and any number of worker
+// processes (the real worker or a test build of it), each a Process that a
+// test can signal, kill and restart.
 //
 // Logs (and anything else a test writes into dir()) go to the test's
 // undeclared outputs folder when Bazel gives one, so that they are kept
@@ -28,12 +29,16 @@
 #include "redis/reply.h"
 #include "taskmesh/v1/task_service.grpc.pb.h"
 #include "tests/support/process.h"
+#include "tests/support/redis_cluster.h"
 #include "tests/support/redis_server.h"
 
 namespace taskmesh::testing {
 
 struct MeshOptions {
   RedisServerOptions redis;
+  // A Redis Cluster (RedisCluster's defaults) instead of `redis`; the
+  // binaries get every node as seeds.
+  bool cluster = false;
   // Extra flags for the task_service.
   std::vector<std::string> service_flags;
 };
@@ -54,7 +59,12 @@ class Mesh {
   static absl::StatusOr<std::unique_ptr<Mesh>> Start(MeshOptions options = {});
   ~Mesh();
 
+  // The standalone server (not with `cluster`).
   RedisServer& redis() { return *redis_; }
+  // The cluster (only with `cluster`).
+  RedisCluster& cluster() { return *cluster_; }
+  // What the binaries get as --redis.
+  const std::string& redis_url() const { return redis_url_; }
   Process& service() { return *service_; }
   v1::TaskService::Stub& stub() { return *stub_; }
   // The task_service's gRPC address (127.0.0.1:PORT).
@@ -74,7 +84,8 @@ class Mesh {
   std::map<std::string, v1::Task> AwaitTerminal(const std::vector<std::string>& names,
                                                 absl::Duration timeout);
 
-  // One command on a fresh connection to the mesh's redis-server.
+  // One command on a fresh connection to the mesh's redis-server (with
+  // `cluster`: to the master serving the command's key, redis::RoutingKey).
   absl::StatusOr<redis::Reply> RedisCommand(const std::vector<std::string>& args);
 
  private:
@@ -83,6 +94,8 @@ class Mesh {
   std::string dir_;
   std::string address_;
   std::unique_ptr<RedisServer> redis_;
+  std::unique_ptr<RedisCluster> cluster_;
+  std::string redis_url_;
   std::unique_ptr<Process> service_;
   std::unique_ptr<v1::TaskService::Stub> stub_;
 };

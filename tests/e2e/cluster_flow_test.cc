@@ -1,0 +1,173 @@
+// The mesh on a real Redis Cluster (3 masters + 3 replicas): the binaries
+// get the nodes as seeds and tell the cluster from INFO cluster; queues whose
+// slots live on every master run through the whole API.
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "redis/slots.h"
+#include "taskmesh/v1/task_service.grpc.pb.h"
+#include "tests/support/binaries.h"
+#include "tests/support/mesh.h"
+#include "tests/support/process.h"
+
+namespace taskmesh {
+namespace {
+
+using ::taskmesh::v1::Task;
+
+class ClusterFlowTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::MeshOptions options;
+    options.cluster = true;
+    auto mesh = testing::Mesh::Start(options);
+    ASSERT_TRUE(mesh.ok()) << mesh.status();
+    mesh_ = *std::move(mesh);
+    // Two queues on each master (their hash tag decides the slot).
+    auto masters = mesh_->cluster().Masters();
+    ASSERT_TRUE(masters.ok()) << masters.status();
+    std::set<int> seen;
+    for (int i = 0; queues_.size() < 6 && i < 1000; ++i) {
+      const std::string q = absl::StrCat("cq", i);
+      auto master = mesh_->cluster().MasterOfSlot(redis::KeySlot(absl::StrCat("{", q, "}")));
+      ASSERT_TRUE(master.ok());
+      if (per_master_[*master] < 2) {
+        ++per_master_[*master];
+        queues_.push_back(q);
+        seen.insert(*master);
+      }
+    }
+    ASSERT_EQ(seen.size(), 3u);
+  }
+
+  void StartWorker(const std::string& name) {
+    std::string list;
+    for (const std::string& q : queues_) absl::StrAppend(&list, list.empty() ? "" : ",", q);
+    auto w = mesh_->StartWorker({testing::BinaryPath("workers/worker"), name,
+                                 {absl::StrCat("--queues=", list), "--concurrency=4",
+                                  "--drain_timeout=5s"}});
+    ASSERT_TRUE(w.ok()) << w.status();
+    workers_.push_back(*std::move(w));
+    ASSERT_TRUE(testing::WaitFor(absl::Seconds(20),
+                                 [&] { return testing::WorkerServing(*workers_.back()); }))
+        << workers_.back()->Log();
+  }
+
+  Task CreateOk(const std::string& queue, const std::string& type, int ms = 0) {
+    v1::CreateTaskRequest request;
+    request.set_parent(absl::StrCat("queues/", queue));
+    request.mutable_task()->set_type(type);
+    if (type == "sleep") {
+      (*request.mutable_task()->mutable_payload()->mutable_struct_value()->mutable_fields())["ms"]
+          .set_number_value(ms);
+    }
+    Task task;
+    grpc::Status s = mesh_->Create(request, &task);
+    EXPECT_TRUE(s.ok()) << s.error_message() << "\n" << mesh_->service().Log();
+    return task;
+  }
+
+  template <typename Request, typename Response, typename Method>
+  grpc::Status Call(Method method, const Request& request, Response* response) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    return (mesh_->stub().*method)(&ctx, request, response);
+  }
+
+  std::unique_ptr<testing::Mesh> mesh_;
+  std::vector<std::string> queues_;
+  std::map<int, int> per_master_;
+  std::vector<std::unique_ptr<testing::Process>> workers_;
+};
+
+TEST_F(ClusterFlowTest, TasksOfQueuesOnEveryMasterRunAndAreListed) {
+  // Created before any worker: they wait, then one worker runs them all
+  // (its idle blocking reads take turns over the three masters).
+  std::vector<std::string> names;
+  for (const std::string& q : queues_) {
+    for (int i = 0; i < 3; ++i) names.push_back(CreateOk(q, "echo").name());
+  }
+  StartWorker("cw1");
+  auto done = mesh_->AwaitTerminal(names, absl::Seconds(30));
+  for (const std::string& n : names) {
+    EXPECT_EQ(done[n].state(), Task::SUCCEEDED) << n << "\n" << workers_[0]->Log();
+  }
+  // Idle now: a new task on each master is picked up by the blocking reads.
+  names.clear();
+  for (const std::string& q : queues_) names.push_back(CreateOk(q, "echo").name());
+  done = mesh_->AwaitTerminal(names, absl::Seconds(30));
+  for (const std::string& n : names) EXPECT_EQ(done[n].state(), Task::SUCCEEDED) << n;
+
+  // ListQueues reads the registry key, on whichever node serves its slot.
+  v1::ListQueuesRequest list;
+  list.set_page_size(100);
+  v1::ListQueuesResponse queues;
+  ASSERT_TRUE(Call(&v1::TaskService::Stub::ListQueues, list, &queues).ok());
+  std::set<std::string> listed;
+  for (const auto& q : queues.queues()) listed.insert(q.name());
+  for (const std::string& q : queues_) EXPECT_TRUE(listed.count(absl::StrCat("queues/", q))) << q;
+}
+
+TEST_F(ClusterFlowTest, WatchPauseAndCancelWorkOnEveryMaster) {
+  StartWorker("cw1");
+  for (const std::string& q : queues_) {
+    // WatchTask: sharded pub/sub on the queue's master.
+    const Task slow = CreateOk(q, "sleep", 300);
+    v1::WatchTaskRequest watch;
+    watch.set_name(slow.name());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
+    auto reader = mesh_->stub().WatchTask(&ctx, watch);
+    Task t, last;
+    std::vector<Task::State> states;
+    while (reader->Read(&t)) {
+      states.push_back(t.state());
+      last = t;
+    }
+    ASSERT_TRUE(reader->Finish().ok()) << q;
+    EXPECT_EQ(last.state(), Task::SUCCEEDED) << q;
+    EXPECT_GE(states.size(), 2u) << q;
+
+    // A paused queue starts nothing; resumed, it does.
+    v1::PauseQueueRequest pause;
+    pause.set_name(absl::StrCat("queues/", q));
+    v1::Queue queue;
+    ASSERT_TRUE(Call(&v1::TaskService::Stub::PauseQueue, pause, &queue).ok());
+    const Task held = CreateOk(q, "echo");
+    const Task cancelled = CreateOk(q, "echo");
+    v1::CancelTaskRequest cancel;
+    cancel.set_name(cancelled.name());
+    Task c;
+    ASSERT_TRUE(Call(&v1::TaskService::Stub::CancelTask, cancel, &c).ok());
+    EXPECT_EQ(c.state(), Task::CANCELLED);
+    absl::SleepFor(absl::Milliseconds(300));  // A paused queue must stay still: nothing to poll.
+    Task h;
+    ASSERT_TRUE(mesh_->Get(held.name(), &h).ok());
+    EXPECT_EQ(h.state(), Task::PENDING) << q;
+    // The lag KEDA reads stays exact on the queue's master.
+    auto lag = mesh_->RedisCommand({"XINFO", "GROUPS", absl::StrCat("taskmesh:{", q, "}:stream")});
+    ASSERT_TRUE(lag.ok());
+    int64_t lag_value = -2;
+    for (const auto& g : lag->elements()) {
+      const auto& f = g.elements();
+      for (size_t i = 0; i + 1 < f.size(); i += 2) {
+        if (f[i].str() == "lag") lag_value = f[i + 1].is_nil() ? -1 : f[i + 1].integer();
+      }
+    }
+    EXPECT_EQ(lag_value, 1) << q;
+    v1::ResumeQueueRequest resume;
+    resume.set_name(absl::StrCat("queues/", q));
+    ASSERT_TRUE(Call(&v1::TaskService::Stub::ResumeQueue, resume, &queue).ok());
+    auto done = mesh_->AwaitTerminal({held.name()}, absl::Seconds(15));
+    EXPECT_EQ(done[held.name()].state(), Task::SUCCEEDED) << q;
+  }
+}
+
+}  // namespace
+}  // namespace taskmesh
