@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
@@ -21,6 +23,19 @@ absl::Status ShutDown() { return absl::CancelledError("redis: client shut down")
 const Args& AskingArgs() {
   static const Args* asking = new Args{"ASKING"};
   return *asking;
+}
+
+// Commands that write nothing (no WAIT needed for them). Scripts count as
+// writes; so does any command not listed.
+bool ReadOnly(const std::string& command) {
+  static const auto* names = new absl::flat_hash_set<std::string>{
+      "PING",  "ECHO",    "TIME",     "INFO",     "GET",    "MGET",     "EXISTS",
+      "TYPE",  "TTL",     "PTTL",     "HGET",     "HMGET",  "HGETALL",  "HEXISTS",
+      "HLEN",  "XINFO",   "XRANGE",   "XREVRANGE", "XLEN",  "XPENDING", "XREAD",
+      "SCARD", "SMEMBERS", "SISMEMBER", "SSCAN",  "ZCARD",  "ZRANGE",   "ZRANGEBYSCORE",
+      "ZSCORE", "ZCOUNT", "LLEN",     "LRANGE",   "SCAN",   "DBSIZE",   "CLUSTER",
+      "COMMAND", "CLIENT", "WAIT"};
+  return names->contains(absl::AsciiStrToUpper(command));
 }
 
 }  // namespace
@@ -113,6 +128,22 @@ bool Client::WaitBackoff(absl::Duration backoff) {
 }
 
 absl::Status Client::SendBatch(Connection& conn, std::vector<Pending>& batch) {
+  // With min_replicas_acked, one WAIT after the batch (and its NOSCRIPT
+  // retries) covers its writes, and no reply is delivered before it answers.
+  const int replicas = options_.min_replicas_acked;
+  bool wait = false;
+  if (replicas > 0) {
+    for (const Pending& p : batch) wait = wait || p.script != nullptr || !ReadOnly(p.args[0]);
+  }
+  std::vector<std::pair<Pending*, absl::StatusOr<Reply>>> held;
+  const auto deliver = [&](Pending& p, absl::StatusOr<Reply> reply) {
+    if (wait) {
+      held.emplace_back(&p, std::move(reply));
+    } else {
+      Deliver(p, std::move(reply));
+    }
+  };
+
   // The first transport failure fails the rest of the batch with its status.
   absl::Status failure;
   for (const Pending& p : batch) {
@@ -120,7 +151,7 @@ absl::Status Client::SendBatch(Connection& conn, std::vector<Pending>& batch) {
     if (failure.ok()) failure = conn.Append(p.args);
     if (!failure.ok()) break;
   }
-  std::vector<Pending> retries;
+  std::vector<Pending*> retried;
   for (Pending& p : batch) {
     // ASKING answers OK; the command's own reply is what the caller gets.
     if (p.asking && failure.ok()) {
@@ -135,24 +166,53 @@ absl::Status Client::SendBatch(Connection& conn, std::vector<Pending>& batch) {
       // the next EVALSHA. NOSCRIPT means the script did not run.
       p.args[0] = "EVAL";
       p.args[1] = p.script->source();
-      retries.push_back(std::move(p));
+      retried.push_back(&p);
       continue;
     }
-    Deliver(p, std::move(reply));
+    deliver(p, std::move(reply));
   }
-  if (retries.empty()) return failure;
-  for (const Pending& p : retries) {
+  for (Pending* p : retried) {
     if (!failure.ok()) break;
-    if (p.asking) failure = conn.Append(AskingArgs());
-    if (failure.ok()) failure = conn.Append(p.args);
+    if (p->asking) failure = conn.Append(AskingArgs());
+    if (failure.ok()) failure = conn.Append(p->args);
   }
-  for (Pending& p : retries) {
-    if (p.asking && failure.ok()) {
+  for (Pending* p : retried) {
+    if (p->asking && failure.ok()) {
       if (absl::StatusOr<Reply> ok = conn.ReadReply(); !ok.ok()) failure = ok.status();
     }
     absl::StatusOr<Reply> reply = failure.ok() ? conn.ReadReply() : failure;
     if (!reply.ok() && failure.ok()) failure = reply.status();
-    Deliver(p, std::move(reply));
+    deliver(*p, std::move(reply));
+  }
+  if (!wait) return failure;
+
+  // WAIT numreplicas timeout: how many replicas have every write so far.
+  absl::Status unacked;
+  if (failure.ok()) {
+    absl::StatusOr<Reply> acked = conn.Command(
+        {"WAIT", absl::StrCat(replicas),
+         absl::StrCat(absl::ToInt64Milliseconds(options_.replicas_timeout))});
+    if (!acked.ok()) {
+      failure = acked.status();
+    } else if (acked->type() != Reply::Type::kInteger || acked->integer() < replicas) {
+      unacked = absl::UnavailableError(absl::StrCat(
+          "redis: the write reached ", acked->type() == Reply::Type::kInteger ? acked->integer() : 0,
+          " of the ", replicas, " replicas asked for (--redis_min_replicas_acked) within ",
+          absl::FormatDuration(options_.replicas_timeout),
+          "; it may or may not persist after a failover"));
+    }
+  }
+  for (auto& [p, reply] : held) {
+    // Error replies stay as they are (nothing was written; a cluster's MOVED
+    // must reach ClusterClient).
+    const bool write =
+        reply.ok() && !reply->is_error() && (p->script != nullptr || !ReadOnly(p->args[0]));
+    if (write && !failure.ok()) {
+      reply = failure;  // The connection broke before WAIT answered.
+    } else if (write && !unacked.ok()) {
+      reply = unacked;
+    }
+    Deliver(*p, std::move(reply));
   }
   return failure;
 }

@@ -613,5 +613,46 @@ TEST_F(ClientTest, SurvivesKillAndRestartUnderLoad) {
   EXPECT_LE(counter, ok.load() + failed.load());
 }
 
+// --redis_min_replicas_acked: a write is answered only once WAIT says
+// enough replicas have it; without them it is UNAVAILABLE, never OK.
+TEST(ClientReplicasTest, WritesWaitForReplicasAndFailWithoutThem) {
+  auto master = RedisServer::Start();
+  ASSERT_TRUE(master.ok()) << master.status();
+  ClientOptions options;
+  options.connection = (*master)->options();
+  options.min_replicas_acked = 1;
+  options.replicas_timeout = absl::Milliseconds(100);
+  Client client(options);
+
+  // No replica yet: the write is applied, but not acknowledged.
+  absl::StatusOr<Reply> w = client.Call({"SET", "k", "1"});
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kUnavailable) << w.status();
+  EXPECT_THAT(std::string(w.status().message()), HasSubstr("0 of the 1 replicas"));
+  // Reads do not wait, and error replies stay error replies.
+  absl::StatusOr<Reply> r = client.Call({"GET", "k"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->str(), "1");
+  absl::StatusOr<Reply> e = client.Call({"INCR", "k", "extra"});
+  ASSERT_TRUE(e.ok());
+  EXPECT_TRUE(e->is_error());
+
+  // A replica that has caught up: writes (scripts too) are answered OK.
+  RedisServerOptions replica_options;
+  replica_options.extra_args = {"--replicaof", "127.0.0.1", absl::StrCat((*master)->port())};
+  auto replica = RedisServer::Start(replica_options);
+  ASSERT_TRUE(replica.ok()) << replica.status();
+  ASSERT_TRUE(WaitFor(absl::Seconds(10), [&] {
+    auto info = client.Call({"INFO", "replication"});
+    return info.ok() && info->str().find("connected_slaves:1") != std::string::npos &&
+           info->str().find("state=online") != std::string::npos;
+  }));
+  absl::StatusOr<Reply> ok = client.Call({"SET", "k", "2"});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  static const Script kIncr("return redis.call('INCR', KEYS[1])");
+  absl::StatusOr<Reply> s = client.CallEval(kIncr, {"k"}, {});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->integer(), 3);
+}
+
 }  // namespace
 }  // namespace taskmesh::redis

@@ -50,6 +50,14 @@ struct ClientOptions {
   // Most commands waiting to be written; beyond, RESOURCE_EXHAUSTED. Zero:
   // no limit. In a cluster: per master node.
   size_t max_queued = 0;
+  // Durability on a replicated Redis (a cluster's replicas, or a standalone
+  // master's): after the commands of a batch, a WAIT for this many replicas
+  // to have its writes, up to `replicas_timeout`. A write they did not all
+  // acknowledge in time fails with UNAVAILABLE (it may still persist; it is
+  // never answered OK). Zero: no WAIT (asynchronous replication: a write
+  // acknowledged by a master that dies before a replica has it is lost).
+  int min_replicas_acked = 0;
+  absl::Duration replicas_timeout = absl::Milliseconds(500);
   // Reconnect backoff: doubles from min to max while Redis is unreachable.
   absl::Duration min_backoff = absl::Milliseconds(20);
   absl::Duration max_backoff = absl::Seconds(1);

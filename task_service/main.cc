@@ -44,6 +44,14 @@ ABSL_FLAG(int32_t, redis_max_queued, 100000,
           "RESOURCE_EXHAUSTED (0: no limit)");
 ABSL_FLAG(absl::Duration, redis_timeout, absl::Seconds(2),
           "Longest wait for a Redis reply; past it the RPC fails with UNAVAILABLE");
+ABSL_FLAG(int32_t, redis_min_replicas_acked, 0,
+          "Durability on a replicated Redis (Cluster replicas, or a standalone master's): "
+          "every write waits (WAIT) until this many replicas have it, up to "
+          "--redis_replicas_timeout; one that they do not acknowledge in time fails with "
+          "UNAVAILABLE, never OK. 0: asynchronous replication (an acknowledged write is lost "
+          "if its master dies before a replica has it)");
+ABSL_FLAG(absl::Duration, redis_replicas_timeout, absl::Milliseconds(500),
+          "Longest wait for --redis_min_replicas_acked replicas (shorter than --redis_timeout)");
 ABSL_FLAG(absl::Duration, retention, absl::Hours(24 * 7),
           "How long finished tasks and idempotency records (request_id) are kept");
 ABSL_FLAG(std::string, metrics_listen, "",
@@ -86,6 +94,14 @@ int Main() {
     std::fprintf(stderr, "ERROR: --redis_batch_window must be 0 to 100ms\n");
     return 2;
   }
+  if (absl::GetFlag(FLAGS_redis_min_replicas_acked) < 0 ||
+      absl::GetFlag(FLAGS_redis_replicas_timeout) <= absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_redis_replicas_timeout) >= absl::GetFlag(FLAGS_redis_timeout)) {
+    std::fprintf(stderr,
+                 "ERROR: --redis_min_replicas_acked must be >= 0 and --redis_replicas_timeout "
+                 "positive and shorter than --redis_timeout\n");
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_redis_max_queued) < 0) {
     std::fprintf(stderr, "ERROR: --redis_max_queued must be 0 (no limit) or more\n");
     return 2;
@@ -97,6 +113,8 @@ int Main() {
   BlockShutdownSignals();
   redis::ClientOptions client_options;
   client_options.connection.command_timeout = absl::GetFlag(FLAGS_redis_timeout);
+  client_options.min_replicas_acked = absl::GetFlag(FLAGS_redis_min_replicas_acked);
+  client_options.replicas_timeout = absl::GetFlag(FLAGS_redis_replicas_timeout);
   client_options.connections = absl::GetFlag(FLAGS_redis_connections);
   client_options.max_batch = absl::GetFlag(FLAGS_redis_max_batch);
   client_options.batch_window = absl::GetFlag(FLAGS_redis_batch_window);
