@@ -9,6 +9,10 @@
 #   TASKMESH_LOCAL_GRPC_PORT    task_service gRPC     (default: 50051)
 #   TASKMESH_LOCAL_WORKERS      worker processes      (default: 2)
 #   TASKMESH_LOCAL_HTTP_PORT    api_gateway HTTP/JSON (default: 8080)
+#   TASKMESH_LOCAL_CLUSTER=1    a private Redis Cluster instead: 3 masters and
+#                               3 replicas on ports REDIS_PORT..REDIS_PORT+5
+#                               (data in .local/cluster/PORT), the binaries
+#                               given every node as seeds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,11 +21,17 @@ redis_port=${TASKMESH_LOCAL_REDIS_PORT:-6390}
 grpc_port=${TASKMESH_LOCAL_GRPC_PORT:-50051}
 workers=${TASKMESH_LOCAL_WORKERS:-2}
 http_port=${TASKMESH_LOCAL_HTTP_PORT:-8080}
+cluster=${TASKMESH_LOCAL_CLUSTER:-0}
 
 say() { printf '[run_local] %s\n' "$*"; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-for port in "$redis_port" "$grpc_port" "$http_port"; do
+redis_ports=("$redis_port")
+if [[ "$cluster" == 1 ]]; then
+  redis_ports=()
+  for i in 0 1 2 3 4 5; do redis_ports+=($((redis_port + i)) $((redis_port + i + 10000))); done
+fi
+for port in "${redis_ports[@]}" "$grpc_port" "$http_port"; do
   if port_busy "$port"; then
     say "port $port on 127.0.0.1 is in use; stop what uses it or set TASKMESH_LOCAL_*_PORT"
     exit 1
@@ -34,7 +44,7 @@ say "building (first build takes a few minutes; later ones seconds)"
 bazel build //task_service //workers:worker //cli:taskctl //api_gateway
 bin=bazel-bin  # the workspace symlink Bazel keeps current
 
-mkdir -p "$state/redis"
+mkdir -p "$state"
 pids=()
 stop_all() {
   trap - INT TERM EXIT
@@ -47,23 +57,57 @@ stop_all() {
 trap 'stop_all; exit 0' INT TERM
 trap stop_all EXIT
 
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state/redis" \
-  --appendonly yes --appendfsync everysec --save "" --daemonize no \
-  >"$state/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do
-  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-  sleep 0.1
-done
-redis-cli -p "$redis_port" ping >/dev/null || { say "redis-server did not start: see $state/redis.log"; exit 1; }
-say "redis-server   127.0.0.1:$redis_port (AOF in $state/redis)"
+# Starts one redis-server on port $1 with data in $2 (and further flags).
+start_redis() {
+  local port=$1 dir=$2
+  shift 2
+  mkdir -p "$dir"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" \
+    --appendonly yes --appendfsync everysec --save "" --daemonize no "$@" \
+    >"$dir/redis.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  say "redis-server did not start on $port: see $dir/redis.log"
+  exit 1
+}
+
+if [[ "$cluster" == 1 ]]; then
+  nodes=()
+  for i in 0 1 2 3 4 5; do
+    port=$((redis_port + i))
+    start_redis "$port" "$state/cluster/$port" --cluster-enabled yes \
+      --cluster-config-file nodes.conf --cluster-node-timeout 2000
+    nodes+=("127.0.0.1:$port")
+  done
+  # A cluster made on an earlier run keeps its nodes.conf: create it once.
+  if ! redis-cli -p "$redis_port" cluster info | grep -q '^cluster_state:ok'; then
+    if redis-cli -p "$redis_port" cluster info | tr -d '\r' | grep -qx 'cluster_known_nodes:1'; then
+      redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+        >"$state/cluster/create.log" 2>&1 || { say "cluster create failed: see $state/cluster/create.log"; exit 1; }
+    fi
+    for _ in $(seq 150); do
+      redis-cli -p "$redis_port" cluster info | grep -q '^cluster_state:ok' && break
+      sleep 0.2
+    done
+    redis-cli -p "$redis_port" cluster info | grep -q '^cluster_state:ok' || { say "the cluster did not become ok"; exit 1; }
+  fi
+  redis_url="redis://$(IFS=,; echo "${nodes[*]}")"
+  say "redis cluster  3 masters + 3 replicas on 127.0.0.1:$redis_port-$((redis_port + 5)) (AOF in $state/cluster)"
+else
+  start_redis "$redis_port" "$state/redis"
+  redis_url="redis://127.0.0.1:$redis_port"
+  say "redis-server   127.0.0.1:$redis_port (AOF in $state/redis)"
+fi
 
 "$bin/task_service/task_service" --listen="127.0.0.1:$grpc_port" \
-  --redis="redis://127.0.0.1:$redis_port" >"$state/task_service.log" 2>&1 &
+  --redis="$redis_url" >"$state/task_service.log" 2>&1 &
 pids+=($!)
 
 for i in $(seq "$workers"); do
-  "$bin/workers/worker" --redis="redis://127.0.0.1:$redis_port" --queues=default \
+  "$bin/workers/worker" --redis="$redis_url" --queues=default \
     --concurrency=4 --consumer="local-worker-$i" --health_listen= \
     >"$state/worker-$i.log" 2>&1 &
   pids+=($!)
