@@ -63,9 +63,16 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// renderScaledObjects renders the chart and returns its ScaledObjects by
-// pool name (label taskmesh.io/pool).
+// renderScaledObjects renders the chart with testdata/values-keda.yaml and
+// returns its ScaledObjects by pool name (label taskmesh.io/pool).
 func renderScaledObjects(t *testing.T) map[string]ScaledObject {
+	t.Helper()
+	return renderScaledObjectsFrom(t, "values-keda.yaml")
+}
+
+// renderScaledObjectsFrom renders the chart with testdata/<values> and
+// returns its ScaledObjects by pool name.
+func renderScaledObjectsFrom(t *testing.T, values string) map[string]ScaledObject {
 	t.Helper()
 	root := repoRoot(t)
 	bin := filepath.Join(t.TempDir(), "render")
@@ -79,7 +86,7 @@ func renderScaledObjects(t *testing.T) map[string]ScaledObject {
 		t.Fatalf("building the chart renderer (needs `scripts/install_deps.sh --chart`): %v\n%s", err, out)
 	}
 	render := exec.Command(bin, "-chart", filepath.Join(root, "deploy", "helm", "taskmesh"),
-		"-f", filepath.Join(root, "tests", "keda", "testdata", "values-keda.yaml"),
+		"-f", filepath.Join(root, "tests", "keda", "testdata", values),
 		"-name", "kedatest", "-namespace", "kedatest", "-strict")
 	var stderr strings.Builder
 	render.Stderr = &stderr
@@ -118,12 +125,19 @@ func renderScaledObjects(t *testing.T) map[string]ScaledObject {
 // one of them must be looked at here, not silently tested around.
 func checkTriggersShape(t *testing.T, pool string, so ScaledObject, queues []string) {
 	t.Helper()
+	checkTriggersShapeOf(t, pool, so, queues, "redis-streams")
+}
+
+// checkTriggersShapeOf is checkTriggersShape for triggers of type wantType
+// (redis-cluster-streams for an external Redis Cluster).
+func checkTriggersShapeOf(t *testing.T, pool string, so ScaledObject, queues []string, wantType string) {
+	t.Helper()
 	type key struct{ stream, kind string }
 	seen := map[key]bool{}
 	for _, tr := range so.Spec.Triggers {
 		m := tr.Metadata
-		if tr.Type != "redis-streams" {
-			t.Errorf("pool %s: trigger type %q, want redis-streams", pool, tr.Type)
+		if tr.Type != wantType {
+			t.Errorf("pool %s: trigger type %q, want %s", pool, tr.Type, wantType)
 		}
 		if m["consumerGroup"] != "workers" {
 			t.Errorf("pool %s: consumerGroup %q, want workers (broker/keys.h kConsumerGroup)", pool, m["consumerGroup"])

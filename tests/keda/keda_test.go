@@ -82,7 +82,9 @@ func (p Poll) String() string {
 	return b.String()
 }
 
-// NewPool builds one KEDA scaler per trigger of the rendered ScaledObject,
+// NewPool builds one KEDA scaler per trigger of the rendered ScaledObject
+// (for redis-cluster-streams, `address` is the comma-separated seed list that
+// replaces the rendered `addresses`),
 // as KEDA's scale handler does (pkg/scaling/scalers_builder.go builds a
 // scalersconfig.ScalerConfig per trigger; its buildScaler maps "redis-streams" to
 // NewRedisStreamsScaler(ctx, false, false, config) and "redis-cluster-streams"
@@ -98,7 +100,6 @@ func NewPool(ctx context.Context, t *testing.T, pool string, so ScaledObject, ad
 		for k, v := range tr.Metadata {
 			meta[k] = v
 		}
-		meta["address"] = address
 		auth := map[string]string{}
 		if tr.AuthenticationRef != nil {
 			auth["password"] = password
@@ -106,10 +107,16 @@ func NewPool(ctx context.Context, t *testing.T, pool string, so ScaledObject, ad
 		clustered := false
 		switch tr.Type {
 		case "redis-streams":
+			meta["address"] = address
 		case "redis-cluster-streams":
 			clustered = true
+			if _, ok := meta["addresses"]; !ok {
+				t.Fatalf("pool %s: trigger %d is redis-cluster-streams without addresses: %v", pool, i, tr.Metadata)
+			}
+			meta["addresses"] = address
 		default:
-			t.Fatalf("pool %s: trigger %d has type %q; this test knows redis-streams only", pool, i, tr.Type)
+			t.Fatalf("pool %s: trigger %d has type %q; this test knows redis-streams and redis-cluster-streams only",
+				pool, i, tr.Type)
 		}
 		cfg := &scalersconfig.ScalerConfig{
 			ScalableObjectName:      so.Metadata.Name,

@@ -138,7 +138,7 @@ type Mesh struct {
 	dir, bins string
 	RedisAddr string
 	RedisURL  string
-	Redis     *redis.Client // for diagnostics (raw XINFO GROUPS), never for driving taskmesh
+	Redis     redis.UniversalClient // for diagnostics (raw XINFO GROUPS), never for driving taskmesh
 	conn      *grpc.ClientConn
 	files     *protoregistryFiles
 	workers   int
@@ -179,7 +179,14 @@ func startMesh(t *testing.T) *Mesh {
 	}
 	t.Cleanup(func() { m.Redis.Close() })
 	m.RedisURL = fmt.Sprintf("redis://:%s@%s", redisPassword, m.RedisAddr)
+	m.startTaskService(t)
+	return m
+}
 
+// startTaskService starts task_service on m.RedisURL and waits until it
+// answers over gRPC with a read that reached Redis.
+func (m *Mesh) startTaskService(t *testing.T) {
+	t.Helper()
 	for attempt := 0; ; attempt++ {
 		port := freePort(t)
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -215,7 +222,6 @@ func startMesh(t *testing.T) *Mesh {
 		}
 	}
 	t.Cleanup(func() { m.conn.Close() })
-	return m
 }
 
 // protoregistryFiles wraps the descriptors read by reflection.

@@ -90,6 +90,9 @@ DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
 HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 IPV4PORT = re.compile(r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d):\d{1,5}$")
 REDIS_URL = re.compile(r"^redis://(:(?P<pw>[^@/]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<port>\d{1,5})(/(?P<db>\d+))?$")
+# A Redis Cluster's seed list (docs/redis-cluster.md): redis://[:PASSWORD@]H1:P1,H2:P2,...
+# (bare seeds take the first one's password; database 0, the only one a cluster has).
+REDIS_SEEDS = re.compile(r"^redis://(:(?P<pw>[^@/,]+)@)?(?P<hosts>[A-Za-z0-9.-]+:\d{1,5}(,[A-Za-z0-9.-]+:\d{1,5})+)$")
 VAR_REF = re.compile(r"\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 # A queue's streams: DEFAULT priority, then HIGH and LOW (broker/keys.h).
 STREAM_SUFFIXES = ("", ":high", ":low")
@@ -110,6 +113,34 @@ class UserFile:
 
     def __init__(self, volume, path):
         self.volume, self.path = volume, path
+
+
+def parse_redis(s):
+    """--redis as the chart renders it: {"pw", "hosts": [HOST:PORT, ...], "db",
+    "seeds": is a seed list}, or None when it is neither form."""
+    m = REDIS_URL.match(s)
+    if m:
+        return {"pw": m.group("pw"), "hosts": [f"{m.group('host')}:{m.group('port')}"],
+                "db": m.group("db") or "0", "seeds": False}
+    m = REDIS_SEEDS.match(s)
+    if m:
+        return {"pw": m.group("pw"), "hosts": m.group("hosts").split(","), "db": "0", "seeds": True}
+    return None
+
+
+def redis_cluster(values):
+    """True when the values ask for an external Redis Cluster."""
+    r = values.get("redis") or {}
+    return r.get("mode") == "external" and (r.get("external") or {}).get("cluster") is True
+
+
+def cluster_addresses(values):
+    """redis.external.addresses as the chart renders them (":6379" when no port)."""
+    out = []
+    for a in ((values.get("redis") or {}).get("external") or {}).get("addresses") or []:
+        a = re.sub(r"/0$", "", str(a))
+        out.append(a if ":" in a else a + ":6379")
+    return out
 
 
 def comma_list(s):
@@ -758,20 +789,32 @@ class Checker:
             c = (p.spec.get("containers") or [{}])[0]
             env = container_env(c)
             queues = [q for q in str((env.get("TASKMESH_QUEUES") or {}).get("value", "")).split(",") if q]
-            m = REDIS_URL.match(str((env.get("TASKMESH_REDIS") or {}).get("value", "")))
+            m = parse_redis(str((env.get("TASKMESH_REDIS") or {}).get("value", "")))
             lag_streams, pending_streams = set(), set()   # (queue, suffix)
+            # KEDA v2.21 pkg/scalers/redis_scaler.go redisConnectionInfo and
+            # redis_streams_scaler.go redisStreamsMetadata: what each type reads.
             known = {"address", "host", "port", "usernameFromEnv", "passwordFromEnv", "stream",
                      "consumerGroup", "pendingEntriesCount", "streamLength", "lagCount",
                      "activationLagCount", "enableTLS", "unsafeSsl", "databaseIndex",
                      "addressFromEnv", "hostFromEnv", "portFromEnv"}
+            # A cluster client has no database: KEDA's redis-cluster-streams
+            # ignores databaseIndex, so the chart must not pretend to set one.
+            known_cluster = (known - {"address", "host", "port", "databaseIndex", "addressFromEnv",
+                                      "hostFromEnv", "portFromEnv"}) | {"addresses", "hosts", "ports",
+                                                                        "addressesFromEnv", "hostsFromEnv",
+                                                                        "portsFromEnv"}
+            cluster = redis_cluster(self.values) or bool(m and m["seeds"])
+            want_type = "redis-cluster-streams" if cluster else "redis-streams"
             for i, t in enumerate(spec.get("triggers") or []):
                 md = t.get("metadata") or {}
                 where = f"{ident(so)}: trigger {i}"
-                if t.get("type") != "redis-streams":
-                    out.append(f"{where}: type {t.get('type')!r}, want redis-streams")
+                if t.get("type") != want_type:
+                    why = (" (redis.external.cluster: KEDA must use its cluster client)" if cluster
+                           else "")
+                    out.append(f"{where}: type {t.get('type')!r}, want {want_type}{why}")
                     continue
-                for k in set(md) - known:
-                    out.append(f"{where}: unknown redis-streams metadata {k!r}")
+                for k in set(md) - (known_cluster if cluster else known):
+                    out.append(f"{where}: unknown {want_type} metadata {k!r}")
                 for k in ("lagCount", "activationLagCount", "pendingEntriesCount", "databaseIndex"):
                     if k in md and not re.match(r"^\d+$", str(md[k])):
                         out.append(f"{where}: {k} {md[k]!r} is not an integer string")
@@ -798,13 +841,18 @@ class Checker:
                     pending_streams.add(key)
                 elif key:
                     out.append(f"{where}: neither lagCount nor pendingEntriesCount on {stream}")
-                if m:
-                    if md.get("address") != f"{m.group('host')}:{m.group('port')}":
+                if m and cluster:
+                    if md.get("addresses") != ",".join(m["hosts"]):
+                        out.append(f"{where}: addresses {md.get('addresses')} != the workers' Redis "
+                                   f"Cluster seeds {','.join(m['hosts'])}")
+                elif m:
+                    if md.get("address") != m["hosts"][0]:
                         out.append(f"{where}: address {md.get('address')} != the workers' Redis "
-                                   f"{m.group('host')}:{m.group('port')}")
-                    if md.get("databaseIndex", "0") != (m.group("db") or "0"):
-                        out.append(f"{where}: databaseIndex {md.get('databaseIndex')} != the workers' db {m.group('db')}")
-                    if m.group("pw"):
+                                   f"{m['hosts'][0]}")
+                    if md.get("databaseIndex", "0") != m["db"]:
+                        out.append(f"{where}: databaseIndex {md.get('databaseIndex')} != the workers' db {m['db']}")
+                if m:
+                    if m["pw"]:
                         auth = self.find("TriggerAuthentication", (t.get("authenticationRef") or {}).get("name"))
                         pw = ((env.get("REDIS_PASSWORD") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
                         refs = [(r.get("name"), r.get("key")) for r in ((auth or {}).get("spec") or {}).get("secretTargetRef") or []
@@ -1007,15 +1055,19 @@ class Checker:
         if external:
             url = (v.get("redis") or {}).get("external", {}).get("url", "")
             m = re.match(r"^redis://([^/:]+)(:(\d+))?", url)
-            port = int(m.group(3) or 6379) if m else 6379
+            ports = [int(m.group(3) or 6379) if m else 6379]
+            if redis_cluster(v):   # every seed's port (the nodes listen on them)
+                ports = sorted({int(a.rsplit(":", 1)[1]) for a in cluster_addresses(v)})
             peers = (v.get("redis") or {}).get("external", {}).get("networkPolicyPeers") or []
             ext = Pod("external-redis", "data", {})
             if peers and "namespaceSelector" in peers[0]:
                 ext.namespace = (peers[0]["namespaceSelector"].get("matchLabels") or {}).get(
                     "kubernetes.io/metadata.name", "data")
                 ext.labels = (peers[0].get("podSelector") or {}).get("matchLabels") or {}
-            ext.spec = {"containers": [{"ports": [{"containerPort": port}]}]}
-            must += [(ts, ext, port, "TCP")] + [(w, ext, port, "TCP") for w in workers]
+            ext.spec = {"containers": [{"ports": [{"containerPort": port} for port in ports]}]}
+            for port in ports:
+                must += [(ts, ext, port, "TCP")] + [(w, ext, port, "TCP") for w in workers]
+                must_not += [(gw, ext, port, "TCP")]
         elif redis:
             must += [(ts, redis, 6379, "TCP")] + [(w, redis, 6379, "TCP") for w in workers]
             must_not += [(outsider, redis, 6379, "TCP"), (redis, ts, ts_port, "TCP"),
@@ -1187,7 +1239,8 @@ class Checker:
         "int_auto": lambda s: None if re.match(r"^\d+$", s) and int(s) < 2 ** 31 else "not a whole number >= 0",
         "bool": lambda s: None if s in ("true", "false") else "not true or false",
         "list": lambda s: None if re.match(r"^[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*$", s) else "not NAME,NAME,...",
-        "redis_url": lambda s: None if REDIS_URL.match(s) else "not redis://[:PASSWORD@]HOST:PORT[/DB]",
+        "redis_url": lambda s: None if parse_redis(s) else
+        "not redis://[:PASSWORD@]HOST:PORT[/DB] or a seed list redis://[:PASSWORD@]HOST:PORT,HOST:PORT,...",
         "target": lambda s: None if TARGET.match(s) else "not HOST:PORT or dns:///NAME:PORT",
         # Comma-separated lists; empty means none.
         "origins": lambda s: next((f"{x!r} is neither * nor an origin (https://HOST[:PORT])"
@@ -1462,6 +1515,27 @@ class Checker:
         out = []
         sts = [o for o in self.by_kind("StatefulSet")
                if (((o.get("metadata") or {}).get("labels")) or {}).get("app.kubernetes.io/component") == "redis"]
+        if v.get("mode") == "external" and redis_cluster(self.values):
+            if sts:
+                out.append("external Redis mode but a Redis StatefulSet is rendered")
+            want = cluster_addresses(self.values)
+            if not want:
+                out.append("redis.external.cluster without redis.external.addresses rendered")
+            for p in self.pods_of("task-service") + self.pods_of("worker"):
+                e = container_env((p.spec.get("containers") or [{}])[0])
+                url = str((e.get("TASKMESH_REDIS") or {}).get("value"))
+                r = parse_redis(url)
+                if not r or r["hosts"] != want or (len(want) > 1 and not r["seeds"]):
+                    out.append(f"{p.name}: --redis {url} is not the seed list of redis.external.addresses "
+                               f"{','.join(want)}")
+                elif r["db"] != "0":
+                    out.append(f"{p.name}: --redis {url} selects database {r['db']}: a cluster has only 0")
+                secret = (v.get("auth") or {}).get("existingSecret")
+                ref = (e.get("REDIS_PASSWORD") or {}).get("valueFrom", {}).get("secretKeyRef") or {}
+                if secret and (ref.get("name") != secret or not r or r["pw"] != "$(REDIS_PASSWORD)"):
+                    out.append(f"{p.name}: the Redis password does not come from Secret {secret} "
+                               f"into --redis ({ref}, {url})")
+            return out
         if v.get("mode") == "external":
             if sts:
                 out.append("external Redis mode but a Redis StatefulSet is rendered")

@@ -13,7 +13,9 @@
 #       external-Redis example, a minimal variant, the gateway with every
 #       value changed (values/gateway.yaml, with descriptor sets both ways)
 #       and metrics away from the defaults (values/metrics.yaml: monitors
-#       on, other ports, a pool with /metrics off);
+#       on, other ports, a pool with /metrics off), an external Redis
+#       Cluster with KEDA (values/external-redis-cluster.yaml: seed list,
+#       redis-cluster-streams triggers);
 #   (c) checks every rendered object strictly (check.py) and proves the checks
 #       can fail (selftest.py, and renders that must be refused);
 #   (d) cross-checks the chart's flags against the binaries' --help and runs
@@ -26,7 +28,10 @@
 #       everything first), all three are required: a missing one FAILS, so a
 #       flag without a value can never pass as "skipped". With none built,
 #       the binary checks are SKIPPED. --require-binaries requires them even
-#       then; --allow-missing-binaries skips whichever is missing;
+#       then; --allow-missing-binaries skips whichever is missing.
+#       Seed lists: with TASKMESH_CLUSTER_BINARIES=1 the binaries are started
+#       with the cluster render's seed list --redis (every seed local); unset,
+#       they must still refuse it (binaries before redis::Open);
 #   (e) ends with "helm-chart: N passed, M failed, K skipped"; exit 1 on any failure.
 set -uo pipefail
 
@@ -46,7 +51,7 @@ while (($#)); do
     --require-binaries) require=1; shift ;;
     --allow-missing-binaries) require=0; shift ;;
     --keep) keep=$2; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -127,6 +132,7 @@ renders=(
   "default|"
   "production|$root/deploy/helm/examples/values-production.yaml"
   "external-redis|$root/deploy/helm/examples/values-external-redis.yaml"
+  "external-redis-cluster|$here/values/external-redis-cluster.yaml"
   "minimal|$here/values/minimal.yaml"
   "metrics|$here/values/metrics.yaml"
 )
@@ -148,8 +154,12 @@ done
 
 # ---- (c) the checks can fail
 if [ -s "$work/default.yaml" ]; then
+  cargs=()
+  [ -s "$work/external-redis-cluster.yaml" ] && cargs=(--cluster-manifest "$work/external-redis-cluster.yaml"
+    --cluster-notes "$work/external-redis-cluster.notes" --cluster-values "$chart/values.yaml"
+    --cluster-values "$here/values/external-redis-cluster.yaml")
   step "selftest" "$PY" "$here/selftest.py" --manifest "$work/default.yaml" \
-    --notes "$work/default.notes" --values "$chart/values.yaml"
+    --notes "$work/default.notes" --values "$chart/values.yaml" "${cargs[@]}"
 fi
 # Values the chart must refuse, with the message an operator would see.
 refuse() {
@@ -165,6 +175,21 @@ refuse() {
 refuse "redis.mode must be internal or external" -set redis.mode=cluster
 refuse "redis.external.url is required" -set redis.mode=external
 refuse "must not contain a password" -set redis.mode=external -set 'redis.external.url=redis://:pw@r:6379/0'
+cl=(-set redis.mode=external -set redis.external.cluster=true)
+refuse "a Redis Cluster has only database 0 (redis.external.cluster=true)" "${cl[@]}" \
+  -set 'redis.external.addresses=[r0:6379]' -set redis.db=2
+refuse "redis.external.addresses[1] \"r1:6379/3\": a Redis Cluster has only database 0" "${cl[@]}" \
+  -set 'redis.external.addresses=[r0:6379, "r1:6379/3"]'
+refuse "redis.external.cluster=true needs redis.external.addresses" "${cl[@]}"
+refuse "redis.external.addresses must be a list of HOST:PORT" "${cl[@]}" -set redis.external.addresses=r0:6379
+refuse "must be HOST:PORT (no redis://, no password" "${cl[@]}" -set 'redis.external.addresses=["redis://:pw@r0:6379"]'
+refuse "redis.external.url and redis.external.addresses exclude each other" "${cl[@]}" \
+  -set 'redis.external.addresses=[r0:6379]' -set redis.external.url=redis://r:6379
+refuse "redis.external.cluster=true needs redis.mode=external" -set redis.external.cluster=true \
+  -set 'redis.external.addresses=[r0:6379]'
+refuse "set redis.external.cluster=true too" -set redis.mode=external -set 'redis.external.addresses=[r0:6379]'
+refuse "redis.external.cluster must be true or false" -set redis.mode=external -set redis.external.cluster=maybe \
+  -set redis.external.url=redis://r:6379
 refuse "appendfsync must be always or everysec" -set redis.internal.appendfsync=no
 refuse "is served by no worker pool" -set tests.queue=nobody
 refuse "is used twice" -set 'workers.pools=[{name: a, queues: [default]}, {name: a, queues: [x]}]'
@@ -218,6 +243,12 @@ if [ "$require" = auto ]; then
 else
   why="--require-binaries"
 fi
+# Redis Cluster seed lists in --redis (values/external-redis-cluster.yaml):
+# the binaries take them once they open Redis with redis::Open. Until then
+# binflags.py checks that they still refuse them (and starts them with one
+# local URL); set TASKMESH_CLUSTER_BINARIES=1 when they take them.
+seed_lists=no
+[ "${TASKMESH_CLUSTER_BINARIES:-0}" = 1 ] && seed_lists=yes
 bargs=(); found=()
 for b in task_service worker api_gateway; do
   p=${paths[$b]:-}
@@ -241,7 +272,7 @@ for r in "${renders[@]}"; do
   for f in ${files//,/ }; do vargs+=(--values "$f"); done
   pargs=(); [ -n "${provide[$name]:-}" ] && pargs=(--provide "${provide[$name]}")
   step "$name: binaries accept" "$PY" "$here/binflags.py" accept --render "$name" \
-    --manifest "$work/$name.yaml" "${vargs[@]}" "${pargs[@]}" "${bargs[@]}"
+    --manifest "$work/$name.yaml" "${vargs[@]}" "${pargs[@]}" "${bargs[@]}" --seed-lists "$seed_lists"
 done
 if ((${#found[@]})); then
   step "docker: ldd" "$PY" "$root/deploy/docker/check_runtime_libs.py" "${found[@]}"

@@ -492,6 +492,50 @@ CASES = [
 ]
 
 
+# Cases on the external-Redis-Cluster rendering (values/external-redis-cluster.yaml).
+def m_cluster_type(objs, v):
+    obj(objs, "ScaledObject")["spec"]["triggers"][0]["type"] = "redis-streams"
+
+
+def m_cluster_addresses(objs, v):
+    md = obj(objs, "ScaledObject")["spec"]["triggers"][1]["metadata"]
+    md["addresses"] = md["addresses"].split(",")[0]
+
+
+def m_cluster_db(objs, v):
+    obj(objs, "ScaledObject")["spec"]["triggers"][2]["metadata"]["databaseIndex"] = "0"
+
+
+def m_cluster_single_url(objs, v):
+    e = env(objs, "task-service", "TASKMESH_REDIS")
+    e["value"] = e["value"].split(",")[0]
+
+
+def m_cluster_seed_dropped(objs, v):
+    e = env(objs, "worker", "TASKMESH_REDIS")
+    e["value"] = ",".join(e["value"].split(",")[:-1])
+
+
+def m_cluster_port_denied(objs, v):
+    for o in objs:
+        if o.get("kind") == "NetworkPolicy":
+            for rule in o["spec"].get("egress") or []:
+                rule["ports"] = [p for p in rule.get("ports") or [] if p.get("port") != 7000]
+
+
+CLUSTER_CASES = [
+    ("cluster: KEDA must use redis-cluster-streams", "autoscaling", "want redis-cluster-streams",
+     m_cluster_type),
+    ("cluster: KEDA's addresses are the workers' seeds", "autoscaling", "!= the workers' Redis Cluster seeds",
+     m_cluster_addresses),
+    ("cluster: no databaseIndex on a cluster trigger", "autoscaling",
+     "unknown redis-cluster-streams metadata 'databaseIndex'", m_cluster_db),
+    ("cluster: --redis is the seed list, not one node", "redis", "is not the seed list", m_cluster_single_url),
+    ("cluster: --redis has every seed", "redis", "is not the seed list", m_cluster_seed_dropped),
+    ("cluster: egress to every seed's port", "network", ":7000/TCP", m_cluster_port_denied),
+]
+
+
 def run_case(docs, notes, values, check_name, mutate):
     objs = copy.deepcopy([o for _, _, o in docs])
     vals = copy.deepcopy(values)
@@ -705,6 +749,9 @@ def main(argv=None):
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--notes", required=True)
     ap.add_argument("--values", action="append", default=[])
+    ap.add_argument("--cluster-manifest", help="the external-Redis-Cluster rendering (CLUSTER_CASES)")
+    ap.add_argument("--cluster-notes")
+    ap.add_argument("--cluster-values", action="append", default=[])
     a = ap.parse_args(argv)
     docs = check.load_docs(open(a.manifest).read())
     notes = open(a.notes).read()
@@ -734,6 +781,30 @@ def main(argv=None):
             print(f"PASS: selftest: {name}")
         else:
             print(f"FAIL: selftest: {name}: check {check_name} did not report {want!r}; it said {problems}")
+            failed += 1
+    if a.cluster_manifest:
+        cdocs = check.load_docs(open(a.cluster_manifest).read())
+        cnotes = open(a.cluster_notes).read() if a.cluster_notes else ""
+        cvalues = check.load_values(a.cluster_values)
+        cbase = check.Checker("baseline", cdocs, cnotes, cvalues, quiet=True).run()
+        for name, check_name, want, mutate in CLUSTER_CASES:
+            if check_name in cbase.failures:
+                print(f"FAIL: selftest: {name}: the unbroken cluster rendering already fails {check_name}")
+                failed += 1
+                continue
+            problems = run_case(cdocs, cnotes, cvalues, check_name, mutate)
+            if any(want in p for p in problems):
+                print(f"PASS: selftest: {name}")
+            else:
+                print(f"FAIL: selftest: {name}: check {check_name} did not report {want!r}; it said {problems}")
+                failed += 1
+        # binflags: a seed list is made local seed by seed, credentials kept.
+        got = binflags.local_seeds("redis://:pw@a.b:6379,c.d:7000,10.0.0.1:6379")
+        want = "redis://:pw@127.0.0.1:1,127.0.0.1:1,127.0.0.1:1"
+        if got == want:
+            print("PASS: selftest: binflags makes every seed of a seed list local")
+        else:
+            print(f"FAIL: selftest: binflags makes every seed of a seed list local: {got!r}, want {want!r}")
             failed += 1
     for name, ok, text in flag_docs_cases():
         if ok:

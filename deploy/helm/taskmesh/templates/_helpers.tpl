@@ -127,9 +127,64 @@ The workers' --periodic_config file: JSON of taskmesh.v1.PeriodicConfig with
 {{- .Values.redis.auth.existingSecretPasswordKey | default "redis-password" -}}
 {{- end -}}
 
-{{/* The parsed external URL, or the internal Service: "host:port". */}}
+{{/* "true" when taskmesh talks to an external Redis Cluster (redis.external.cluster). */}}
+{{- define "taskmesh.redis.cluster" -}}
+{{- if and (eq .Values.redis.mode "external") (eq (toString .Values.redis.external.cluster) "true") }}true{{ end -}}
+{{- end -}}
+
+{{/*
+Cluster mode: the seed nodes of redis.external.addresses as "host:port"
+entries (":6379" added when an entry has no port), joined with ",": the host
+list of --redis (redis://[:PASSWORD@]H1:P1,H2:P2,...) and KEDA's `addresses`.
+Each entry is checked: HOST[:PORT], without scheme, credentials or database.
+*/}}
+{{- define "taskmesh.redis.addresses" -}}
+{{- if not (kindIs "slice" (.Values.redis.external.addresses | default list)) -}}
+{{- fail "redis.external.addresses must be a list of HOST:PORT, e.g. [redis-0.redis:6379, redis-1.redis:6379]" -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $i, $a := (.Values.redis.external.addresses | default list) -}}
+{{- $s := toString $a -}}
+{{- if regexMatch "/[0-9]+$" $s -}}
+{{- if ne (regexFind "[0-9]+$" $s) "0" -}}
+{{- fail (printf "redis.external.addresses[%d] %q: a Redis Cluster has only database 0" $i $s) -}}
+{{- end -}}
+{{- $s = regexReplaceAll "/0$" $s "" -}}
+{{- end -}}
+{{- if not (regexMatch "^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$" $s) -}}
+{{- fail (printf "redis.external.addresses[%d] %q must be HOST:PORT (no redis://, no password: that comes from redis.auth.existingSecret)" $i $s) -}}
+{{- end -}}
+{{- if not (contains ":" $s) }}{{ $s = printf "%s:6379" $s }}{{ end -}}
+{{- $port := int (last (splitList ":" $s)) -}}
+{{- if or (lt $port 1) (gt $port 65535) -}}
+{{- fail (printf "redis.external.addresses[%d] %q: the port must be 1-65535" $i (toString $a)) -}}
+{{- end -}}
+{{- $out = append $out $s -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
+
+{{/* The Redis ports taskmesh's pods dial, comma-separated (the NetworkPolicy egress). */}}
+{{- define "taskmesh.redis.ports" -}}
+{{- if include "taskmesh.redis.cluster" . -}}
+{{- $ports := list -}}
+{{- range (splitList "," (include "taskmesh.redis.addresses" .)) -}}
+{{- $ports = append $ports (last (splitList ":" .)) -}}
+{{- end -}}
+{{- $ports | uniq | join "," -}}
+{{- else -}}
+{{- include "taskmesh.redis.port" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The parsed external URL, or the internal Service: "host:port" (cluster mode: the first seed). */}}
 {{- define "taskmesh.redis.address" -}}
-{{- if eq .Values.redis.mode "external" -}}
+{{- if include "taskmesh.redis.cluster" . -}}
+{{- include "taskmesh.redis.addresses" . | splitList "," | first -}}
+{{- else if eq .Values.redis.mode "external" -}}
+{{- if .Values.redis.external.addresses -}}
+{{- fail "redis.external.addresses is the seed list of a Redis Cluster: set redis.external.cluster=true too (one server: redis.external.url)" -}}
+{{- end -}}
 {{- $u := urlParse (required "redis.external.url is required when redis.mode is external" .Values.redis.external.url) -}}
 {{- if ne $u.scheme "redis" -}}
 {{- fail (printf "redis.external.url must start with redis:// (got %q); hiredis has no TLS" .Values.redis.external.url) -}}
@@ -148,7 +203,9 @@ The workers' --periodic_config file: JSON of taskmesh.v1.PeriodicConfig with
 {{- end -}}
 
 {{- define "taskmesh.redis.db" -}}
-{{- if eq .Values.redis.mode "external" -}}
+{{- if include "taskmesh.redis.cluster" . -}}
+0
+{{- else if eq .Values.redis.mode "external" -}}
 {{- (urlParse .Values.redis.external.url).path | trimPrefix "/" | default "0" -}}
 {{- else -}}
 {{- .Values.redis.db -}}
@@ -162,6 +219,10 @@ $(REDIS_PASSWORD) in the URL after it), --redis and --redis_timeout.
 */}}
 {{- define "taskmesh.redis.env" -}}
 {{- $secret := include "taskmesh.redis.secretName" . -}}
+{{- /* One server: HOST:PORT/DB. A cluster: the seed list H1:P1,H2:P2,... (database 0,
+     the only one a cluster has; the bare seeds take the first one's password). */ -}}
+{{- $where := printf "%s/%s" (include "taskmesh.redis.address" .) (include "taskmesh.redis.db" .) -}}
+{{- if include "taskmesh.redis.cluster" . }}{{ $where = include "taskmesh.redis.addresses" . }}{{ end -}}
 {{- if $secret }}
 - name: REDIS_PASSWORD
   valueFrom:
@@ -169,10 +230,10 @@ $(REDIS_PASSWORD) in the URL after it), --redis and --redis_timeout.
       name: {{ $secret }}
       key: {{ include "taskmesh.redis.secretKey" . }}
 - name: TASKMESH_REDIS
-  value: {{ printf "redis://:$(REDIS_PASSWORD)@%s/%s" (include "taskmesh.redis.address" .) (include "taskmesh.redis.db" .) | quote }}
+  value: {{ printf "redis://:$(REDIS_PASSWORD)@%s" $where | quote }}
 {{- else }}
 - name: TASKMESH_REDIS
-  value: {{ printf "redis://%s/%s" (include "taskmesh.redis.address" .) (include "taskmesh.redis.db" .) | quote }}
+  value: {{ printf "redis://%s" $where | quote }}
 {{- end }}
 - name: TASKMESH_REDIS_TIMEOUT
   value: {{ .Values.redis.timeout | quote }}
@@ -398,8 +459,31 @@ clear message instead of deploying something that cannot work.
 {{- if not (has .Values.redis.internal.appendfsync (list "always" "everysec")) -}}
 {{- fail (printf "redis.internal.appendfsync must be always or everysec (got %q)" .Values.redis.internal.appendfsync) -}}
 {{- end -}}
-{{- if and (eq .Values.redis.mode "external") (not .Values.redis.external.url) -}}
-{{- fail "redis.external.url is required when redis.mode is external" -}}
+{{- $ext := .Values.redis.external | default dict -}}
+{{- if not (has (toString ($ext.cluster | default false)) (list "true" "false")) -}}
+{{- fail (printf "redis.external.cluster must be true or false (got %q)" (toString $ext.cluster)) -}}
+{{- end -}}
+{{- if eq (toString $ext.cluster) "true" -}}
+{{- if ne .Values.redis.mode "external" -}}
+{{- fail "redis.external.cluster=true needs redis.mode=external (the chart's internal Redis is one server)" -}}
+{{- end -}}
+{{- if not $ext.addresses -}}
+{{- fail "redis.external.cluster=true needs redis.external.addresses: the cluster's seed nodes as HOST:PORT, e.g. [redis-0.redis:6379, redis-1.redis:6379]" -}}
+{{- end -}}
+{{- if $ext.url -}}
+{{- fail "redis.external.url and redis.external.addresses exclude each other: url is one server, addresses (with cluster=true) a Redis Cluster" -}}
+{{- end -}}
+{{- if ne (toString .Values.redis.db) "0" -}}
+{{- fail (printf "redis.db is %v but a Redis Cluster has only database 0 (redis.external.cluster=true): set redis.db=0" .Values.redis.db) -}}
+{{- end -}}
+{{- $_ := include "taskmesh.redis.addresses" . -}}
+{{- else -}}
+{{- if $ext.addresses -}}
+{{- fail "redis.external.addresses is the seed list of a Redis Cluster: set redis.external.cluster=true too (one server: redis.external.url)" -}}
+{{- end -}}
+{{- if and (eq .Values.redis.mode "external") (not $ext.url) -}}
+{{- fail "redis.external.url is required when redis.mode is external (for a Redis Cluster: redis.external.cluster=true and redis.external.addresses)" -}}
+{{- end -}}
 {{- end -}}
 {{- if not .Values.workers.pools -}}
 {{- fail "workers.pools must list at least one pool" -}}
@@ -617,8 +701,12 @@ any peer) to a metrics port: (dict "ctx" $ "port" P).
   ports:
     - {protocol: TCP, port: 6379}
 {{- else -}}
+{{- /* A cluster: the seeds' ports; clients also dial every node the cluster
+     announces (CLUSTER SHARDS), on those ports: networkPolicyPeers must cover them all. */ -}}
 - ports:
-    - {protocol: TCP, port: {{ include "taskmesh.redis.port" . }}}
+    {{- range (splitList "," (include "taskmesh.redis.ports" .)) }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
   {{- with .Values.redis.external.networkPolicyPeers }}
   to:
     {{- toYaml . | nindent 4 }}
