@@ -16,12 +16,8 @@ package keda
 //     masters, and one pool is also built from a single seed that does not
 //     own its queue's slot: KEDA's client must find the owner itself.
 //   - h_*: taskmesh's task_service and worker on the cluster, with --redis as
-//     the seed list the chart renders (redis://:PW@H1:P1,H2:P2,H3:P3). They
-//     need the binaries to open Redis with redis::Open (the lead's switch,
-//     not on this branch yet), so they run only with
-//     TASKMESH_CLUSTER_BINARIES=1. Without it, h0 checks that task_service
-//     still REFUSES the seed list, so that the day the binaries take it, this
-//     test fails until the variable is set and the h_* scenarios run.
+//     the seed list the chart renders (redis://:PW@H1:P1,H2:P2,H3:P3); the
+//     binaries open it with redis::OpenWhenReachable.
 //
 // Every process started here is killed by its pid at the end; every wait is
 // bounded; all traffic is on 127.0.0.1.
@@ -240,10 +236,6 @@ func (c *Cluster) ack(t *testing.T, stream string, ids []string) {
 	}
 }
 
-// clusterBinaries reports whether the lead's switch of the binaries to
-// redis::Open is declared landed.
-func clusterBinaries() bool { return os.Getenv("TASKMESH_CLUSTER_BINARIES") == "1" }
-
 func TestKEDAClusterScaling(t *testing.T) {
 	start := time.Now()
 	c := startCluster(t)
@@ -398,30 +390,8 @@ func TestKEDAClusterScaling(t *testing.T) {
 		}
 	})
 
-	// ---- taskmesh's binaries on the cluster (the lead's redis::Open switch).
+	// ---- taskmesh's binaries on the cluster.
 	url := fmt.Sprintf("redis://:%s@%s", clusterPassword, seeds) // as the chart renders it
-	if !clusterBinaries() {
-		t.Run("h0_binaries_still_refuse_seed_lists", func(t *testing.T) {
-			bins := binDir(t)
-			p := startProc(t, t.TempDir(), "task_service-seeds", filepath.Join(bins, "task_service/task_service"),
-				"--listen=127.0.0.1:0", "--redis="+url, "--metrics_listen=")
-			err, exited := p.Wait(5 * time.Second)
-			switch {
-			case !exited:
-				t.Errorf("task_service runs with the seed list --redis=%s: the binaries take seed lists now; "+
-					"run with TASKMESH_CLUSTER_BINARIES=1 so that the h_* cluster scenarios run", url)
-			case err == nil || !strings.Contains(p.Tail(5), "--redis"):
-				t.Errorf("task_service exited (%v) without a --redis error: %s", err, p.Tail(5))
-			default:
-				t.Logf("as expected before redis::Open: task_service refuses the seed list (%v): %s", err, p.Tail(1))
-			}
-		})
-		t.Logf("h_* scenarios (task_service and worker on the cluster) not run: set TASKMESH_CLUSTER_BINARIES=1 " +
-			"once the binaries open Redis with redis::Open")
-		return
-	}
-	// NOTE: needs the lead's C++ switch (redis::Open in task_service and the
-	// worker); it cannot pass on binaries that parse --redis with ParseRedisUrl.
 	m := &Mesh{t: t, dir: t.TempDir(), bins: binDir(t), RedisURL: url, Redis: c.Client}
 	m.startTaskService(t)
 

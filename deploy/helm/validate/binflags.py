@@ -30,14 +30,8 @@ accept: for every container of a rendered manifest whose binary is given,
         it must still be running after STARTUP_SECONDS (the binaries check
         their flags and files before starting anything) and exit 0 on SIGTERM.
         A Redis Cluster seed list (redis://[:PW@]H1:P1,H2:P2,...) is made
-        local seed by seed: every address becomes the closed local port.
-        Binaries that predate seed lists (before redis::Open: ParseRedisUrl
-        refuses "H1:P1,H2:P2") are checked with --seed-lists=no (the default):
-        the settings are then started with --redis as one closed local URL,
-        and the seed list itself must still be REFUSED at start, so that the
-        day the binaries accept it this check fails until --seed-lists=yes
-        (run.sh: TASKMESH_CLUSTER_BINARIES=1) makes the seed list the one
-        started.
+        local seed by seed: every address becomes the closed local port (the
+        binaries wait for a seed to answer, redis::OpenWhenReachable).
 
 A binary not given (not built yet) is reported as SKIP, never as PASS.
 
@@ -81,8 +75,8 @@ def is_seed_list(value):
     return bool(r and r["seeds"])
 
 
-def local_value(kind, value, seed_lists=True):
-    if kind == "redis_url" and seed_lists and is_seed_list(value):
+def local_value(kind, value):
+    if kind == "redis_url" and is_seed_list(value):
         return local_seeds(value)
     if kind == "routes":   # package.Service=TARGET,...: the services stay, the targets go local
         return ",".join(r.partition("=")[0] + "=" + LOCAL["target"] for r in check.comma_list(value))
@@ -147,16 +141,15 @@ def expand(value, env):
     return check.VAR_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
 
 
-def localize(flags, env, args, kinds=LOCALIZED, seed_lists=True):
-    """env and args with the flags of the given value forms made local
-    (seed_lists=False: a seed list becomes one local URL)."""
+def localize(flags, env, args, kinds=LOCALIZED):
+    """env and args with the flags of the given value forms made local."""
     env, out = dict(env), []
     for flag, kind in flags.items():
         if kind in kinds and "TASKMESH_" + flag.upper() in env:
-            env["TASKMESH_" + flag.upper()] = local_value(kind, env["TASKMESH_" + flag.upper()], seed_lists)
+            env["TASKMESH_" + flag.upper()] = local_value(kind, env["TASKMESH_" + flag.upper()])
     for x in args:
         name, _, val = x[2:].partition("=") if x.startswith("--") else ("", "", "")
-        out.append(f"--{name}={local_value(flags[name], val, seed_lists)}" if flags.get(name) in kinds else x)
+        out.append(f"--{name}={local_value(flags[name], val)}" if flags.get(name) in kinds else x)
     return env, out
 
 
@@ -166,25 +159,6 @@ def redis_value(flags, env, args):
         if x.startswith("--redis="):
             return x[len("--redis="):]
     return env.get("TASKMESH_REDIS", "") if "redis" in flags else ""
-
-
-def refused_at_start(path, args, env):
-    """(refused, why): the binary must exit non-zero naming --redis."""
-    proc = subprocess.Popen([path] + args, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        out, _ = proc.communicate(timeout=STARTUP_SECONDS)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-        return False, "it started and kept running"
-    if proc.returncode != 0 and "--redis" in out:
-        return True, out.strip()[-200:]
-    return False, f"exit {proc.returncode}: {out.strip()[-300:]}"
 
 
 def start(path, args, env):
@@ -314,23 +288,11 @@ def cmd_accept(a):
                 # --version reads no files and skips checks made at start:
                 # start it for real.
                 seeds = is_seed_list(redis_value(flags, env, args))
-                if seeds and a.seed_lists == "no":
-                    senv, sargs = localize(flags, env, args)
-                    refused, why = refused_at_start(path, sargs, senv)
-                    rwhat = (f"{a.render}: {binary} of this build refuses the seed list --redis at start "
-                             f"(it predates redis::Open)")
-                    if refused:
-                        print(f"PASS: flags: {rwhat}: {why}")
-                    else:
-                        failed += 1
-                        print(f"FAIL: flags: {rwhat}: {why}. It takes seed lists now: check it with "
-                              f"--seed-lists=yes (run.sh: TASKMESH_CLUSTER_BINARIES=1)")
-                senv, sargs = localize(flags, env, args, seed_lists=a.seed_lists == "yes")
+                senv, sargs = localize(flags, env, args)
                 swhat = (f"{a.render}: {binary} starts with the settings of {pod.name}" +
                          (f" and its files ({', '.join('--' + f for f in files)})" if files else ""))
                 if seeds:
-                    swhat += (" (--redis: the seed list, every seed local)" if a.seed_lists == "yes" else
-                              " (--redis: one local URL instead of the seed list)")
+                    swhat += " (--redis: the seed list, every seed local)"
                 ok, why = start(path, sargs, senv)
                 if ok:
                     print(f"PASS: flags: {swhat}")
@@ -356,9 +318,6 @@ def main(argv=None):
                    help="the render's values files, chart defaults first (which volume is the user's own)")
     c.add_argument("--provide", action="append", default=[],
                    help="POD_PATH=FILE: the content of a file on the user's own volume")
-    c.add_argument("--seed-lists", choices=("yes", "no"), default="no",
-                   help="yes: the binaries take Redis Cluster seed lists (redis::Open); no: they "
-                        "must still refuse them at start, and are started with one local URL")
     a = ap.parse_args(argv)
     return cmd_help(a) if a.cmd == "help" else cmd_accept(a)
 

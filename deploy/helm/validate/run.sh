@@ -29,9 +29,7 @@
 #       flag without a value can never pass as "skipped". With none built,
 #       the binary checks are SKIPPED. --require-binaries requires them even
 #       then; --allow-missing-binaries skips whichever is missing.
-#       Seed lists: with TASKMESH_CLUSTER_BINARIES=1 the binaries are started
-#       with the cluster render's seed list --redis (every seed local); unset,
-#       they must still refuse it (binaries before redis::Open);
+#       A Redis Cluster seed list in --redis is started with every seed local;
 #   (e) ends with "helm-chart: N passed, M failed, K skipped"; exit 1 on any failure.
 set -uo pipefail
 
@@ -243,12 +241,6 @@ if [ "$require" = auto ]; then
 else
   why="--require-binaries"
 fi
-# Redis Cluster seed lists in --redis (values/external-redis-cluster.yaml):
-# the binaries take them once they open Redis with redis::Open. Until then
-# binflags.py checks that they still refuse them (and starts them with one
-# local URL); set TASKMESH_CLUSTER_BINARIES=1 when they take them.
-seed_lists=no
-[ "${TASKMESH_CLUSTER_BINARIES:-0}" = 1 ] && seed_lists=yes
 bargs=(); found=()
 for b in task_service worker api_gateway; do
   p=${paths[$b]:-}
@@ -272,7 +264,7 @@ for r in "${renders[@]}"; do
   for f in ${files//,/ }; do vargs+=(--values "$f"); done
   pargs=(); [ -n "${provide[$name]:-}" ] && pargs=(--provide "${provide[$name]}")
   step "$name: binaries accept" "$PY" "$here/binflags.py" accept --render "$name" \
-    --manifest "$work/$name.yaml" "${vargs[@]}" "${pargs[@]}" "${bargs[@]}" --seed-lists "$seed_lists"
+    --manifest "$work/$name.yaml" "${vargs[@]}" "${pargs[@]}" "${bargs[@]}"
 done
 if ((${#found[@]})); then
   step "docker: ldd" "$PY" "$root/deploy/docker/check_runtime_libs.py" "${found[@]}"

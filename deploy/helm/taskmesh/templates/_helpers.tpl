@@ -215,7 +215,8 @@ Each entry is checked: HOST[:PORT], without scheme, credentials or database.
 {{/*
 The env entries every Redis client (task_service, workers) gets: the password
 from the Secret (REDIS_PASSWORD, defined first so that Kubernetes expands
-$(REDIS_PASSWORD) in the URL after it), --redis and --redis_timeout.
+$(REDIS_PASSWORD) in the URL after it), --redis, --redis_timeout and the
+replica acknowledgement (--redis_min_replicas_acked, --redis_replicas_timeout).
 */}}
 {{- define "taskmesh.redis.env" -}}
 {{- $secret := include "taskmesh.redis.secretName" . -}}
@@ -237,6 +238,10 @@ $(REDIS_PASSWORD) in the URL after it), --redis and --redis_timeout.
 {{- end }}
 - name: TASKMESH_REDIS_TIMEOUT
   value: {{ .Values.redis.timeout | quote }}
+- name: TASKMESH_REDIS_MIN_REPLICAS_ACKED
+  value: {{ .Values.redis.minReplicasAcked | quote }}
+- name: TASKMESH_REDIS_REPLICAS_TIMEOUT
+  value: {{ .Values.redis.replicasTimeout | quote }}
 {{- end -}}
 
 {{/* ---- metrics ---- */}}
