@@ -132,7 +132,7 @@ absl::StatusOr<Consumer::Fetched> Consumer::Fetch(const std::string& queue, int 
   const std::string order =
       PriorityOrder(absl::Uniform(gen, 0.0, 1.0), absl::Uniform(gen, 0.0, 1.0));
   ASSIGN_OR_RETURN(Reply reply,
-                   client_->CallEval(scripts::Fetch(), {MetaKey(queue)},
+                   client_->CallEval(scripts::Fetch(), {MetaKey(queue), SlotGuardKey(queue)},
                                      Args(queue, {options_.consumer, absl::StrCat(count),
                                                   absl::StrCat(absl::ToInt64Milliseconds(
                                                       options_.lease)),
@@ -209,7 +209,7 @@ absl::StatusOr<std::vector<Lease>> Consumer::Wait(redis::Connection& conn,
     // On the fetch connection, from the fetch thread: no hand-off to the
     // client's I/O thread on the idle path, where latency is what counts.
     ASSIGN_OR_RETURN(Reply started, redis::EvalOn(conn, scripts::StartDelivered(),
-                                                  {MetaKey(queue)}, Args(queue, std::move(rest))));
+                                                  {MetaKey(queue), SlotGuardKey(queue)}, Args(queue, std::move(rest))));
     ASSIGN_OR_RETURN(std::vector<Lease> got, ParseStarted(queue, started));
     for (Lease& l : got) leases.push_back(std::move(l));
   }
@@ -219,7 +219,7 @@ absl::StatusOr<std::vector<Lease>> Consumer::Wait(redis::Connection& conn,
 absl::StatusOr<std::vector<Lease>> Consumer::Reclaim(const std::string& queue, int count) {
   ASSIGN_OR_RETURN(
       Reply reply,
-      client_->CallEval(scripts::Reclaim(), {MetaKey(queue)},
+      client_->CallEval(scripts::Reclaim(), {MetaKey(queue), SlotGuardKey(queue)},
                         Args(queue, {options_.consumer,
                                      absl::StrCat(absl::ToInt64Milliseconds(options_.lease)),
                                      absl::StrCat(options_.poison_after), absl::StrCat(count)})));
@@ -231,7 +231,7 @@ absl::StatusOr<std::vector<Lease>> Consumer::Reclaim(const std::string& queue, i
 }
 
 absl::StatusOr<absl::Duration> Consumer::Promote(const std::string& queue, int max) {
-  ASSIGN_OR_RETURN(Reply reply, client_->CallEval(scripts::Promote(), {ScheduledKey(queue)},
+  ASSIGN_OR_RETURN(Reply reply, client_->CallEval(scripts::Promote(), {ScheduledKey(queue), SlotGuardKey(queue)},
                                                   Args(queue, {absl::StrCat(max)})));
   ASSIGN_OR_RETURN(const std::vector<Reply>* v, reply.AsArray(2));
   const int64_t wait_ms = (*v)[1].integer();
@@ -241,7 +241,7 @@ absl::StatusOr<absl::Duration> Consumer::Promote(const std::string& queue, int m
 
 void Consumer::Renew(const Lease& lease, Callback<Renewal> done) {
   EvalWord<Renewal>(
-      client_, scripts::Renew(), {TaskKey(lease.queue, lease.task_id)},
+      client_, scripts::Renew(), {TaskKey(lease.queue, lease.task_id), SlotGuardKey(lease.queue)},
       Args(lease.queue, {options_.consumer, absl::StrCat(absl::ToInt64Milliseconds(options_.lease)),
                          lease.stream_id, absl::StrCat(lease.attempt), lease.stream}),
       [](const std::string& word) -> absl::StatusOr<Renewal> {
@@ -254,7 +254,7 @@ void Consumer::Renew(const Lease& lease, Callback<Renewal> done) {
 
 void Consumer::Progress(const Lease& lease, int percent, const std::string& message,
                         Callback<bool> done) {
-  EvalWord<bool>(client_, scripts::Progress(), {TaskKey(lease.queue, lease.task_id)},
+  EvalWord<bool>(client_, scripts::Progress(), {TaskKey(lease.queue, lease.task_id), SlotGuardKey(lease.queue)},
                  Args(lease.queue, {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt),
                                     absl::StrCat(percent), message}),
                  [](const std::string& word) -> absl::StatusOr<bool> { return word == "1"; },
@@ -301,7 +301,7 @@ void Consumer::Complete(const Lease& lease, const Outcome& outcome, absl::Durati
 }
 
 void Consumer::HandBack(const Lease& lease, Callback<bool> done) {
-  EvalWord<bool>(client_, scripts::HandBack(), {TaskKey(lease.queue, lease.task_id)},
+  EvalWord<bool>(client_, scripts::HandBack(), {TaskKey(lease.queue, lease.task_id), SlotGuardKey(lease.queue)},
                  Args(lease.queue, {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt),
                                     lease.stream}),
                  [](const std::string& word) -> absl::StatusOr<bool> { return word == "1"; },

@@ -12,6 +12,7 @@
 //                                rate limiter's bucket (tokens, tts)
 //   taskmesh:{Q}:periodic:NAME   string: the last tick a periodic task ran for
 //   taskmesh:{Q}:n:ok|fail:SEC   counters of outcomes per second (2 min TTL)
+//   taskmesh:{Q}:slot-guard      never exists: declared by every script (SlotGuardKey)
 //   taskmesh:{Q}:events          sharded pub/sub channel (SPUBLISH): "ID VERSION STATE
 //                                ATTEMPT" and the record, for watched tasks
 //   taskmesh:queues              set: every queue name (global, not per slot)
@@ -32,6 +33,20 @@ inline constexpr absl::string_view kQueuesKey = "taskmesh:queues";
 
 inline std::string QueuePrefix(absl::string_view queue) {
   return absl::StrCat("taskmesh:{", queue, "}:");
+}
+
+// A key of the queue's slot that never exists, declared by every script of
+// the queue after its own KEYS. The scripts also touch keys they do not
+// declare (built from the prefix, ARGV[1]), but while a slot migrates Redis
+// routes a script by its declared keys alone: without the guard a script
+// could run on the node that holds only part of the queue's keys and create
+// the rest there (its stream, counters), splitting the queue, and MIGRATE
+// then fails with BUSYKEY. With the guard missing on both nodes, Redis
+// answers TRYAGAIN (the source: some keys missing; the importing target: a
+// multi-key call with keys missing) until the slot has moved; the cluster
+// client retries TRYAGAIN (tests/fault:f9_cluster_reshard_test).
+inline std::string SlotGuardKey(absl::string_view queue) {
+  return absl::StrCat(QueuePrefix(queue), "slot-guard");
 }
 
 // The stream of DEFAULT priority; `suffix` "high" or "low" for the others.

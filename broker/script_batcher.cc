@@ -56,13 +56,14 @@ std::vector<ScriptBatcher::Item> ScriptBatcher::TakeLocked(const std::string& qu
 void ScriptBatcher::Send(const std::string& queue, std::vector<Item> items) {
   std::vector<std::string> keys;
   std::vector<std::string> rest;
-  keys.reserve(items.size());
+  keys.reserve(items.size() + 1);
   for (Item& item : items) {
     keys.push_back(std::move(item.key));
     rest.push_back(absl::StrCat(item.args.size()));
     std::move(item.args.begin(), item.args.end(), std::back_inserter(rest));
     item.args.clear();
   }
+  keys.push_back(SlotGuardKey(queue));  // After the items' keys (the script reads KEYS[i]).
   auto shared = std::make_shared<std::vector<Item>>(std::move(items));
   client_->Eval(
       script_, keys, ScriptArgs(QueuePrefix(queue), options_, std::move(rest)),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long versions of the fault tests F1-F7 (tests/fault/README.md): more
+# The long versions of the fault tests F1-F10 (tests/fault/README.md): more
 # tasks, more kills, more rounds. One test at a time, so that their timing
 # bounds are not measured on a machine shared with the other fault tests.
 # Prints each test's ledger line at the end. About 5 minutes on 2 cores.
