@@ -15,8 +15,9 @@
 // minutes too long at each timed wait, and a -5m one not at all: no real
 // host behaves so. The main test therefore adds futex_skew_shim.c, which
 // gives futex() the same skew (as on a host whose clock is 5 minutes off).
-// The second test runs libfaketime alone: it is KNOWN TO FAIL, and shows what
-// a worker does while its host clock is stepped back (see README.md).
+// The second test runs libfaketime alone, as after a backward clock step: it
+// failed until every timed wait of the worker became monotonic (README.md,
+// bug 4), and now guards that.
 #include <unistd.h>
 
 #include <algorithm>
@@ -211,9 +212,9 @@ TEST_F(F7ClockSkewTest, SkewedHostsNeitherStealLeasesNorMissSchedules) {
   Run("F7", /*whole_host=*/true);
 }
 
-// KNOWN TO FAIL (tests/fault/README.md): libfaketime alone. The +5m worker's
-// every timed wait overruns by 5 minutes (as after a backward clock step),
-// so it stops renewing its leases and its tasks run again elsewhere.
+// libfaketime alone: a timed wait on the wall clock would overrun by 5
+// minutes in the +5m worker (as after a backward clock step), which would stop
+// renewing its leases; the worker's waits are monotonic (common/stop_signal.h).
 TEST_F(F7ClockSkewTest, FaketimeAloneSkewedWorkersNeitherStealLeasesNorMissSchedules) {
   Run("F7 (libfaketime alone)", /*whole_host=*/false);
 }
