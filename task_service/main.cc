@@ -16,6 +16,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "redis/commands.h"
+#include "redis/flags.h"
 #include "redis/open.h"
 #include "redis/options.h"
 #include "task_service/service.h"
@@ -27,11 +28,6 @@ ABSL_FLAG(int32_t, max_concurrent_streams, 1000,
           "Most RPCs in flight on one client connection (HTTP/2 "
           "SETTINGS_MAX_CONCURRENT_STREAMS; open WatchTask streams count); more wait "
           "at the client, so an overloaded server's memory stays bounded");
-ABSL_FLAG(std::string, redis, "redis://127.0.0.1:6379",
-          "Redis URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] of a standalone server or "
-          "of any node of a Redis Cluster (told apart by INFO cluster), or a comma-separated "
-          "list of seed nodes, redis://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT,...; the "
-          "binary waits for one to answer");
 ABSL_FLAG(int32_t, redis_connections, 2,
           "Redis connections; the commands of concurrent RPCs are pipelined on them");
 ABSL_FLAG(int32_t, redis_max_batch, 512,
@@ -44,14 +40,6 @@ ABSL_FLAG(int32_t, redis_max_queued, 100000,
           "RESOURCE_EXHAUSTED (0: no limit)");
 ABSL_FLAG(absl::Duration, redis_timeout, absl::Seconds(2),
           "Longest wait for a Redis reply; past it the RPC fails with UNAVAILABLE");
-ABSL_FLAG(int32_t, redis_min_replicas_acked, 0,
-          "Durability on a replicated Redis (Cluster replicas, or a standalone master's): "
-          "every write waits (WAIT) until this many replicas have it, up to "
-          "--redis_replicas_timeout; one that they do not acknowledge in time fails with "
-          "UNAVAILABLE, never OK. 0: asynchronous replication (an acknowledged write is lost "
-          "if its master dies before a replica has it)");
-ABSL_FLAG(absl::Duration, redis_replicas_timeout, absl::Milliseconds(500),
-          "Longest wait for --redis_min_replicas_acked replicas (shorter than --redis_timeout)");
 ABSL_FLAG(absl::Duration, retention, absl::Hours(24 * 7),
           "How long finished tasks and idempotency records (request_id) are kept");
 ABSL_FLAG(std::string, metrics_listen, "",
@@ -66,10 +54,8 @@ namespace {
 int Main() {
   log::SetComponent("task_service");
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  const std::string redis_url = absl::GetFlag(FLAGS_redis);
-  absl::StatusOr<std::vector<redis::ConnectionOptions>> seeds = redis::ParseRedisSeeds(redis_url);
-  if (!seeds.ok()) {
-    std::fprintf(stderr, "ERROR: --redis: %s\n", std::string(seeds.status().message()).c_str());
+  if (absl::Status s = redis::CheckSharedFlags(absl::GetFlag(FLAGS_redis_timeout)); !s.ok()) {
+    std::fprintf(stderr, "ERROR: %s\n", std::string(s.message()).c_str());
     return 2;
   }
   const int max_attempts = absl::GetFlag(FLAGS_default_max_attempts);
@@ -94,14 +80,6 @@ int Main() {
     std::fprintf(stderr, "ERROR: --redis_batch_window must be 0 to 100ms\n");
     return 2;
   }
-  if (absl::GetFlag(FLAGS_redis_min_replicas_acked) < 0 ||
-      absl::GetFlag(FLAGS_redis_replicas_timeout) <= absl::ZeroDuration() ||
-      absl::GetFlag(FLAGS_redis_replicas_timeout) >= absl::GetFlag(FLAGS_redis_timeout)) {
-    std::fprintf(stderr,
-                 "ERROR: --redis_min_replicas_acked must be >= 0 and --redis_replicas_timeout "
-                 "positive and shorter than --redis_timeout\n");
-    return 2;
-  }
   if (absl::GetFlag(FLAGS_redis_max_queued) < 0) {
     std::fprintf(stderr, "ERROR: --redis_max_queued must be 0 (no limit) or more\n");
     return 2;
@@ -113,15 +91,14 @@ int Main() {
   BlockShutdownSignals();
   redis::ClientOptions client_options;
   client_options.connection.command_timeout = absl::GetFlag(FLAGS_redis_timeout);
-  client_options.min_replicas_acked = absl::GetFlag(FLAGS_redis_min_replicas_acked);
-  client_options.replicas_timeout = absl::GetFlag(FLAGS_redis_replicas_timeout);
+  redis::ApplySharedFlags(client_options);
   client_options.connections = absl::GetFlag(FLAGS_redis_connections);
   client_options.max_batch = absl::GetFlag(FLAGS_redis_max_batch);
   client_options.batch_window = absl::GetFlag(FLAGS_redis_batch_window);
   client_options.max_queued = absl::GetFlag(FLAGS_redis_max_queued);
   // A standalone server or a Redis Cluster (INFO cluster), once one answers.
   absl::StatusOr<std::unique_ptr<redis::Commands>> opened = redis::OpenWhenReachable(
-      redis_url, client_options, [](absl::Duration d) { return PollShutdownSignal(d) == 0; });
+      redis::UrlFlag(), client_options, [](absl::Duration d) { return PollShutdownSignal(d) == 0; });
   if (absl::IsCancelled(opened.status())) return 0;
   if (!opened.ok()) {
     std::fprintf(stderr, "ERROR: --redis: %s\n", std::string(opened.status().message()).c_str());

@@ -27,24 +27,12 @@
 #include "common/stop_signal.h"
 #include "grpcpp/grpcpp.h"
 #include "redis/commands.h"
+#include "redis/flags.h"
 #include "redis/open.h"
 #include "redis/options.h"
 #include "workers/periodic.h"
 #include "workers/runtime.h"
 
-ABSL_FLAG(std::string, redis, "redis://127.0.0.1:6379",
-          "Redis URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] of a standalone server or "
-          "of any node of a Redis Cluster (told apart by INFO cluster), or a comma-separated "
-          "list of seed nodes, redis://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT,...; the "
-          "binary waits for one to answer");
-ABSL_FLAG(int32_t, redis_min_replicas_acked, 0,
-          "Durability on a replicated Redis (Cluster replicas, or a standalone master's): "
-          "every write waits (WAIT) until this many replicas have it, up to "
-          "--redis_replicas_timeout; one that they do not acknowledge in time fails with "
-          "UNAVAILABLE, never OK. 0: asynchronous replication (an acknowledged write is lost "
-          "if its master dies before a replica has it)");
-ABSL_FLAG(absl::Duration, redis_replicas_timeout, absl::Milliseconds(500),
-          "Longest wait for --redis_min_replicas_acked replicas (shorter than --redis_timeout)");
 ABSL_FLAG(std::string, queues, "default", "Comma-separated queues to run tasks from");
 ABSL_FLAG(int32_t, concurrency, 8, "Handler threads: the most tasks this process runs at once");
 ABSL_FLAG(std::string, consumer, "",
@@ -106,9 +94,8 @@ int WorkerMain(int argc, char** argv,
              "threads.\n\nUsage: worker --redis=redis://HOST:PORT[/DB] --queues=q1,q2 "
              "--concurrency=N");
   log::SetComponent("worker");
-  const std::string redis_url = absl::GetFlag(FLAGS_redis);
-  if (auto seeds = redis::ParseRedisSeeds(redis_url); !seeds.ok()) {
-    return Fail(absl::StrCat("--redis: ", seeds.status().message()));
+  if (absl::Status s = redis::CheckSharedFlags(absl::GetFlag(FLAGS_redis_timeout)); !s.ok()) {
+    return Fail(std::string(s.message()));
   }
 
   WorkerOptions options;
@@ -144,13 +131,6 @@ int WorkerMain(int argc, char** argv,
     return Fail("intervals must be positive and --retry_cap >= --retry_base >= 0");
   }
   if (absl::GetFlag(FLAGS_redis_connections) < 1) return Fail("--redis_connections must be >= 1");
-  if (absl::GetFlag(FLAGS_redis_min_replicas_acked) < 0 ||
-      absl::GetFlag(FLAGS_redis_replicas_timeout) <= absl::ZeroDuration() ||
-      absl::GetFlag(FLAGS_redis_replicas_timeout) >= absl::GetFlag(FLAGS_redis_timeout)) {
-    return Fail(
-        "--redis_min_replicas_acked must be >= 0 and --redis_replicas_timeout positive and "
-        "shorter than --redis_timeout");
-  }
 
   std::vector<PeriodicEntry> periodic;
   if (const std::string path = absl::GetFlag(FLAGS_periodic_config); !path.empty()) {
@@ -171,12 +151,11 @@ int WorkerMain(int argc, char** argv,
   redis::ClientOptions client_options;
   client_options.connection.command_timeout = absl::GetFlag(FLAGS_redis_timeout);
   // The workers' outcomes (Complete) wait for replicas too.
-  client_options.min_replicas_acked = absl::GetFlag(FLAGS_redis_min_replicas_acked);
-  client_options.replicas_timeout = absl::GetFlag(FLAGS_redis_replicas_timeout);
+  redis::ApplySharedFlags(client_options);
   client_options.connections = absl::GetFlag(FLAGS_redis_connections);
   // A standalone server or a Redis Cluster (INFO cluster), once one answers.
   absl::StatusOr<std::unique_ptr<redis::Commands>> opened = redis::OpenWhenReachable(
-      redis_url, client_options, [](absl::Duration d) { return PollShutdownSignal(d) == 0; });
+      redis::UrlFlag(), client_options, [](absl::Duration d) { return PollShutdownSignal(d) == 0; });
   if (absl::IsCancelled(opened.status())) return 0;
   if (!opened.ok()) return Fail(absl::StrCat("--redis: ", opened.status().message()));
   redis::Commands& client = **opened;

@@ -40,18 +40,8 @@ TEST_F(F10ClusterWorkerKillTest, KilledWorkersTasksAreReclaimedAndFinishElsewher
   const absl::Duration pace = absl::Milliseconds(400);
   absl::Time last_kill = absl::InfinitePast();
   for (int k = 0; k < kills; ++k) {
-    size_t victim = 0;
-    const bool found = testing::WaitFor(absl::Seconds(30), [&] {
-      if (absl::Now() - last_kill < pace) return false;
-      for (size_t i = 0; i < live.size(); ++i) {
-        if (!OpenIn(live[i]->pid()).empty()) {
-          victim = i;
-          return true;
-        }
-      }
-      return false;
-    });
-    ASSERT_TRUE(found) << "kill " << k << ": no worker had a task in flight\n" << AllLogs();
+    const int victim = BusyWorker(live, pace, last_kill);
+    ASSERT_GE(victim, 0) << "kill " << k << ": no worker had a task in flight\n" << AllLogs();
     testing::Process* p = live[victim];
     killed_pids.insert(p->pid());
     ASSERT_TRUE(p->Signal(SIGKILL).ok());

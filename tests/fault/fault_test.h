@@ -112,6 +112,24 @@ class FaultTest : public ::testing::Test {
     return open;
   }
 
+  // Waits (up to 30 s, and until `pace` has passed since `last_kill`) for one
+  // of `live` to have a task in flight: its index, or -1 when none had one.
+  int BusyWorker(const std::vector<testing::Process*>& live, absl::Duration pace,
+                 absl::Time last_kill) {
+    int victim = -1;
+    testing::WaitFor(absl::Seconds(30), [&] {
+      if (absl::Now() - last_kill < pace) return false;
+      for (size_t i = 0; i < live.size(); ++i) {
+        if (!OpenIn(live[i]->pid()).empty()) {
+          victim = static_cast<int>(i);
+          return true;
+        }
+      }
+      return false;
+    });
+    return victim;
+  }
+
   // Every worker's log, for failure messages.
   std::string WorkerLogs() {
     std::string out;
