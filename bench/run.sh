@@ -37,6 +37,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# BENCH_CLUSTER=1: the cluster-mode run instead (bench/cluster.sh)
+if [[ "${BENCH_CLUSTER:-0}" == 1 ]]; then exec bench/cluster.sh; fi
 
 REPS=${BENCH_REPS:-3}
 PEERS=${BENCH_PEERS:-1}
@@ -63,144 +65,17 @@ T0=$(date +%s)
 PY=/usr/bin/python3
 NODE_DIR=/var/cache/taskmesh/bench-node
 
-log() { echo "[$(($(date +%s) - T0))s] $*" >&2; }
-left() { echo $((BUDGET - ($(date +%s) - T0))); }
-
-# ---------------------------------------------------------------- processes
-declare -A PIDS=()
-start() {  # start NAME LOGFILE CMD...: runs CMD in the background as NAME
-  local name=$1 logfile=$2
-  shift 2
-  "$@" >"$logfile" 2>&1 &
-  PIDS[$name]=$!
-}
-stop() {  # stop NAME: SIGTERM, then SIGKILL after 5 s
-  local name=$1 pid=${PIDS[$1]:-}
-  [[ -z "$pid" ]] && return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  unset "PIDS[$name]"
-}
-cleanup() {
-  local name
-  for name in "${!PIDS[@]}"; do stop "$name"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {  # wait_port PORT: until something listens, at most 15 s
-  for _ in $(seq 150); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
-# CPU seconds (user + system) a process has used so far.
-cpu_s() { awk -v t="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / t}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# proc_cpu_fields NAME BEFORE AFTER ITEMS: a process's CPU per item, in microseconds
-proc_cpu_fields() {
-  $PY -c "import sys; n,b,a,k=sys.argv[1],float(sys.argv[2]),float(sys.argv[3]),float(sys.argv[4]); \
-print('\"%s_cpu_s\":%.3f,\"%s_cpu_us_per_item\":%.2f' % (n, a-b, n, (a-b)*1e6/max(k,1)))" "$@"
-}
-rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-hwm_kb() { awk '/^VmHWM/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-# Sum over a process and its children (Celery's prefork pool).
-tree_pids() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
-tree_cpu_s() {
-  local t=0 p
-  for p in $(tree_pids "$1"); do t=$($PY -c "print($t + $(cpu_s "$p"))"); done
-  echo "$t"
-}
-
-# ------------------------------------------------------------------ install
-install_deps() {
-  local need=(redis-server redis-tools)
-  ((PEERS)) && need+=(python3-celery python3-redis)
-  # Node.js: any node with npm will do (this image has one); else Debian's.
-  ((PEERS)) && ! command -v npm >/dev/null && need+=(nodejs npm)
-  ((PROFILE)) && need+=(linux-perf)
-  local missing=()
-  for p in "${need[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-  if ((PEERS)); then
-    mkdir -p "$NODE_DIR"
-    if ! cmp -s bench/peers/node/package-lock.json "$NODE_DIR/package-lock.json" ||
-       [[ ! -f "$NODE_DIR/node_modules/bullmq/package.json" ]]; then
-      log "npm: bullmq + ioredis into $NODE_DIR"
-      cp bench/peers/node/package.json bench/peers/node/package-lock.json "$NODE_DIR/"
-      (cd "$NODE_DIR" && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-    fi
-  fi
-}
-
-# -------------------------------------------------------------------- redis
-RPORT=
-rcli() { redis-cli -p "$RPORT" "$@"; }
-rcpu() { rcli info cpu | awk -F: '/^used_cpu_(sys|user):/{s+=$2} END{printf "%.6f", s}'; }
-flush() { rcli flushall >/dev/null; rcli config resetstat >/dev/null; }
-
-# record JSON [extra json fields]: one figure into results.jsonl (nothing
-# for a run that printed no result: its log says why)
-record() {
-  local json=$1 extra=${2:-}
-  if [[ -z "$json" ]]; then
-    log "   (no result: see the .err/.log files in $OUT)"
-    return 0
-  fi
-  [[ -n "$extra" ]] && json="${json%\}},${extra}}"
-  echo "$json" >>"$RESULTS"
-}
-# result_of FILE: the RESULT line's JSON, or nothing
-result_of() { { grep -m1 '^RESULT ' "$1" 2>/dev/null || true; } | cut -c8-; }
-# field JSON KEY: a number from a result (0 when missing)
-field() {
-  $PY -c "import json,sys
-try: print(json.loads(sys.argv[1])[sys.argv[2]])
-except Exception: print(0)" "$1" "$2"
-}
-# cpu_fields BEFORE AFTER ITEMS: Redis CPU per item, in microseconds
-cpu_fields() {
-  $PY -c "import sys; b,a,n=float(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]); \
-print('\"redis_cpu_s\":%.4f,\"redis_cpu_us_per_item\":%.3f' % (a-b, (a-b)*1e6/max(n,1)))" "$1" "$2" "$3"
-}
-load_field() { echo "\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\""; }
-rss_record() {  # rss_record NAME PHASE KB
-  echo "{\"name\":\"rss\",\"process\":\"$1\",\"phase\":\"$2\",\"kb\":$3}" >>"$RESULTS"
-}
+source bench/lib.sh
 
 # =================================================================== run
 log "output: $OUT"
 install_deps
-log "building (-c opt)"
-BAZEL_TARGETS=(//bench:loadgen //bench:grpc_echo_server //bench:stream_cycle
-               //task_service //workers:worker)
-bazel build -c opt --symlink_prefix="$OUT/bazel-" "${BAZEL_TARGETS[@]}" >"$OUT/build.log" 2>&1 ||
-  { tail -20 "$OUT/build.log"; exit 1; }
-BIN=$(readlink -f "$OUT/bazel-bin")
+build_bins //bench:loadgen //bench:grpc_echo_server //bench:stream_cycle \
+           //task_service //workers:worker
 LOADGEN=$BIN/bench/loadgen
 
-{
-  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-  echo "kernel: $(uname -r); redis: $(redis-server --version | grep -o 'v=[0-9.]*'); commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty')"
-  echo "command: BENCH_REPS=$REPS BENCH_PEERS=$PEERS bench/run.sh"
-  echo "settings: loadgen channels=$CHANNELS concurrency=$CONCURRENCY ${SECONDS_PER_RUN}s per run; e2e $E2E_TASKS tasks in batches of $E2E_BATCH, $E2E_CALLS calls in flight, $WORKERS worker(s) x $WORKER_CONCURRENCY"
-  echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-} >"$OUT/machine.txt"
-cat "$OUT/machine.txt" >&2
+write_machine "BENCH_REPS=$REPS BENCH_PEERS=$PEERS bench/run.sh" \
+  "loadgen channels=$CHANNELS concurrency=$CONCURRENCY ${SECONDS_PER_RUN}s per run; e2e $E2E_TASKS tasks in batches of $E2E_BATCH, $E2E_CALLS calls in flight, $WORKERS worker(s) x $WORKER_CONCURRENCY"
 
 RPORT=$(free_port)
 mkdir -p "$OUT/redis"
@@ -221,18 +96,6 @@ sleep 1
 rss_record grpc_echo_server idle "$(rss_kb "${PIDS[echo]}")"
 rss_record task_service idle "$(rss_kb "${PIDS[task_service]}")"
 
-start_workers() {  # start_workers QUEUE
-  for w in $(seq "$WORKERS"); do
-    start "worker$w" "$OUT/worker$w.log" "$BIN/workers/worker" --redis="redis://127.0.0.1:$RPORT" \
-      --queues="$1" --concurrency="$WORKER_CONCURRENCY" --health_listen= --consumer="bench-$w"
-  done
-  for _ in $(seq 100); do
-    grep -q "worker started" "$OUT/worker$WORKERS.log" 2>/dev/null && break
-    sleep 0.05
-  done
-  sleep 0.3
-}
-stop_workers() { for w in $(seq "$WORKERS"); do stop "worker$w"; done; }
 
 if ((PEERS)); then
   export NODE_PATH=$NODE_DIR/node_modules

@@ -3,6 +3,9 @@
 figure with its ratio to the ceilings and the peers, and the issue's targets.
 
 Usage: bench/summarize.py OUT_DIR   (prints Markdown)
+
+An output folder of bench/cluster.sh (BENCH_CLUSTER=1 bench/run.sh) gets its
+own report: standalone vs cluster (K=1), the 3-queue spread, and WAIT.
 """
 import json
 import os
@@ -76,8 +79,92 @@ def with_spread(f, name, field, unit="", **match):
     return fmt(m, unit)
 
 
+SYSTEMS = [
+    ("sa", "standalone (baseline)"),
+    ("k1", "cluster 3+3, one queue (K=1)"),
+    ("sp", "cluster 3+3, 3 queues one per master (spread; stand-in, not a partitioned queue)"),
+    ("k1w", "cluster 3+3, K=1, 3 workers"),
+    ("spw", "cluster 3+3, spread, 3 workers (each serving the 3 queues)"),
+    ("kw", "cluster 3+3, K=1, --redis_min_replicas_acked=1"),
+    ("r0", "standalone master + 1 replica"),
+    ("r1", "standalone master + 1 replica, --redis_min_replicas_acked=1"),
+]
+
+
+def cluster_main(f, out):
+    lines = []
+    p = lines.append
+    machine = os.path.join(out, "machine.txt")
+    if os.path.exists(machine):
+        p("```")
+        p(open(machine).read().rstrip())
+        p("```")
+        p("")
+    reps = max([len(f.values("sa_e2e", "e2e_tasks_per_s")), 1])
+    p(f"Medians of {reps} rounds (min–max in brackets); ratios between medians of this run.")
+    p("")
+    m = f.med
+    p("| system | end to end tasks/s | Redis CPU µs/task e2e: all nodes / busiest node / replicas | "
+      "CreateTask req/s | Redis CPU µs per CreateTask: all / busiest | task_service µs per CreateTask | "
+      "round trip p50 | round trip p99 | errors (create, round trip) |")
+    p("|---|---|---|---|---|---|---|---|---|")
+    for key, label in SYSTEMS:
+        sys_ = "rw" if key == "r1" else key
+        if m(f"{sys_}_create_max", "rps") is None and m(f"{sys_}_e2e", "e2e_tasks_per_s") is None:
+            continue
+        e2e = f"{sys_}_e2e"
+        cr = f"{sys_}_create_max"
+        rt = f"{sys_}_roundtrip"
+        e2e_cpu = "—"
+        if m(e2e, "redis_cpu_us_per_item") is not None:
+            e2e_cpu = (f"{fmt(m(e2e, 'redis_cpu_us_per_item'))} / {fmt(m(e2e, 'redis_busiest_cpu_us_per_item'))}"
+                       f" / {fmt(m(e2e, 'redis_replicas_cpu_us_per_item'))}")
+        errs = f"{fmt(m(cr, 'errors'))}, {fmt(m(rt, 'errors'))}" if m(cr, "rps") is not None else "—"
+        p(f"| {label} | {with_spread(f, e2e, 'e2e_tasks_per_s')} | {e2e_cpu} | "
+          f"{with_spread(f, cr, 'rps')} | {fmt(m(cr, 'redis_cpu_us_per_item'))} / "
+          f"{fmt(m(cr, 'redis_busiest_cpu_us_per_item'))} | {fmt(m(cr, 'server_cpu_us_per_item'))} | "
+          f"{with_spread(f, rt, 'p50_us', 'ms')} | {with_spread(f, rt, 'p99_us', 'ms')} | {errs} |")
+    p("")
+    p("Same-run ratios (of medians):")
+    p("")
+    p("| ratio | end to end tasks/s | Redis CPU per task e2e (all nodes) | busiest node's Redis CPU per task e2e | "
+      "CreateTask req/s | round trip p50 | round trip p99 |")
+    p("|---|---|---|---|---|---|---|")
+
+    def rrow(label, a, b):
+        if all(m(f"{x}_{n}", k) is None for x in (a, b)
+               for n, k in (("create_max", "rps"), ("e2e", "e2e_tasks_per_s"))):
+            return
+        p(f"| {label} | {ratio(m(a + '_e2e', 'e2e_tasks_per_s'), m(b + '_e2e', 'e2e_tasks_per_s'))} | "
+          f"{ratio(m(a + '_e2e', 'redis_cpu_us_per_item'), m(b + '_e2e', 'redis_cpu_us_per_item'))} | "
+          f"{ratio(m(a + '_e2e', 'redis_busiest_cpu_us_per_item'), m(b + '_e2e', 'redis_busiest_cpu_us_per_item'))} | "
+          f"{ratio(m(a + '_create_max', 'rps'), m(b + '_create_max', 'rps'))} | "
+          f"{ratio(m(a + '_roundtrip', 'p50_us'), m(b + '_roundtrip', 'p50_us'))} | "
+          f"{ratio(m(a + '_roundtrip', 'p99_us'), m(b + '_roundtrip', 'p99_us'))} |")
+
+    rrow("cluster K=1 / standalone", "k1", "sa")
+    rrow("spread (3 queues) / cluster K=1", "sp", "k1")
+    rrow("spread (3 queues) / standalone", "sp", "sa")
+    rrow("3 workers / 1 worker, cluster K=1 (k1w / k1)", "k1w", "k1")
+    rrow("3 workers / 1 worker, spread (spw / sp)", "spw", "sp")
+    rrow("spread / K=1, 3 workers each (spw / k1w)", "spw", "k1w")
+    rrow("WAIT / no WAIT, cluster (kw / k1)", "kw", "k1")
+    rrow("WAIT / no WAIT, standalone + replica (rw / r0)", "rw", "r0")
+    rrow("standalone + replica / standalone, no WAIT (r0 / sa)", "r0", "sa")
+    p("")
+    p("Worker CPU per task end to end (µs): " + ", ".join(
+        f"{k} {fmt(m(k + '_e2e', 'worker_cpu_us_per_item'))}" for k in ("sa", "k1", "sp", "k1w", "spw")
+        if m(k + "_e2e", "worker_cpu_us_per_item") is not None) +
+      "; task_service per task: " + ", ".join(
+        f"{k} {fmt(m(k + '_e2e', 'server_cpu_us_per_item'))}" for k in ("sa", "k1", "sp", "k1w", "spw")
+        if m(k + "_e2e", "server_cpu_us_per_item") is not None) + ".")
+    print("\n".join(lines))
+
+
 def main(out):
     f = Figures(load(out))
+    if f.values("k1_create_max", "rps"):
+        return cluster_main(f, out)
     lines = []
     p = lines.append
     machine = os.path.join(out, "machine.txt")
