@@ -216,6 +216,42 @@ absl::StatusOr<std::vector<Lease>> Consumer::Wait(redis::Connection& conn,
   return leases;
 }
 
+absl::Status Consumer::AwaitWork(redis::Connection& conn, const std::vector<std::string>& queues,
+                                 absl::Duration block) {
+  std::vector<std::string> streams;
+  std::vector<redis::Args> infos;
+  for (const std::string& q : queues) {
+    for (absl::string_view suffix : kSuffixes) {
+      streams.push_back(StreamKey(q, suffix));
+      infos.push_back({"XINFO", "GROUPS", streams.back()});
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<Reply> groups, conn.Pipeline(infos));
+  redis::Args xread = {"XREAD", "COUNT", "1", "BLOCK",
+                       absl::StrCat(absl::ToInt64Milliseconds(block)), "STREAMS"};
+  xread.insert(xread.end(), streams.begin(), streams.end());
+  for (const Reply& g : groups) {
+    // The group's last-delivered-id; 0-0 without a group or a stream (any
+    // entry then wakes the worker, whose fetch recreates the group).
+    std::string last = "0-0";
+    if (g.type() == Reply::Type::kArray) {
+      for (const Reply& group : g.elements()) {
+        const auto& f = group.elements();
+        bool ours = false;
+        std::string id;
+        for (size_t i = 0; i + 1 < f.size(); i += 2) {
+          if (f[i].str() == "name") ours = f[i + 1].str() == kConsumerGroup;
+          if (f[i].str() == "last-delivered-id") id = f[i + 1].str();
+        }
+        if (ours && !id.empty()) last = id;
+      }
+    }
+    xread.push_back(last);
+  }
+  ASSIGN_OR_RETURN(Reply reply, conn.BlockingCommand(xread, block));
+  return reply.is_error() ? reply.ToStatus() : absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<Lease>> Consumer::Reclaim(const std::string& queue, int count) {
   ASSIGN_OR_RETURN(
       Reply reply,

@@ -107,6 +107,15 @@ class Consumer {
                                           absl::Duration block,
                                           const std::function<bool()>& may_start);
 
+  // Blocks on `conn` up to `block` until a stream of `queues` (all served
+  // by conn's node) holds an entry that the workers' group has not been
+  // given yet; delivers and starts nothing (XREAD from the group's position,
+  // which answers at once when such an entry exists). For a worker whose
+  // queues live on several nodes of a Redis Cluster, where one blocking read
+  // cannot span them: it waits on every node at once this way, then fetches.
+  absl::Status AwaitWork(redis::Connection& conn, const std::vector<std::string>& queues,
+                         absl::Duration block);
+
   // Re-delivers up to `count` tasks of `queue` whose lease expired.
   absl::StatusOr<std::vector<Lease>> Reclaim(const std::string& queue, int count);
 

@@ -2,13 +2,16 @@
 // leases, heartbeats, reclaim, fencing, retries, schedules, dead letters.
 #include "broker/consumer.h"
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "broker/events.h"
 #include "broker/test_fixture.h"
+#include "tests/support/process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -299,6 +302,38 @@ TEST_F(ConsumerTest, WaitGivesBackWhatArrivesWhenTheWorkerMayNotStart) {
   std::vector<Lease> leases = Fetch("q", 10, other.get());
   ASSERT_EQ(leases.size(), 1u);
   EXPECT_EQ(leases[0].attempt, 1);
+}
+
+// The idle wait of a worker whose queues span several cluster nodes: it
+// returns when an undelivered entry exists, and delivers nothing.
+TEST_F(ConsumerTest, AwaitWorkWakesOnAnUndeliveredEntryAndDeliversNothing) {
+  ASSERT_TRUE(consumer_->EnsureGroups({"q"}).ok());
+  ASSERT_TRUE(Create("q", "t", EchoTask()).ok());
+  absl::Time start = absl::Now();
+  ASSERT_TRUE(consumer_->AwaitWork(*conn_, {"q"}, absl::Seconds(20)).ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "woke by its block, not by the entry";
+  EXPECT_EQ(StateOf("q", "t"), Task::PENDING);
+  EXPECT_EQ(Lag(StreamKey("q")), 1);
+  // Delivered: nothing undelivered is left, so it waits; a new task wakes it.
+  EXPECT_EQ(FetchOne("q").task_id, "t");
+  std::atomic<bool> woke{false};
+  std::thread waiter([&] {
+    auto conn = redis::Connection::Connect(redis_->options());
+    ASSERT_TRUE(conn.ok());
+    EXPECT_TRUE(consumer_->AwaitWork(**conn, {"other", "q"}, absl::Seconds(20)).ok());
+    woke = true;
+  });
+  // The waiter is blocked in XREAD (CLIENT LIST: flags b) before the create.
+  ASSERT_TRUE(testing::WaitFor(absl::Seconds(10), [&] {
+    auto list = client_->Call({"CLIENT", "LIST"});
+    return list.ok() && list->str().find("cmd=xread ") != std::string::npos;
+  }));
+  EXPECT_FALSE(woke.load());
+  start = absl::Now();
+  ASSERT_TRUE(Create("q", "t2", EchoTask()).ok());
+  waiter.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "woke by its block, not by the entry";
+  EXPECT_EQ(StateOf("q", "t2"), Task::PENDING);
 }
 
 TEST_F(ConsumerTest, FirstTaskCreatesTheConsumerGroupSoLagIsVisible) {

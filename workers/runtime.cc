@@ -21,10 +21,6 @@ namespace {
 
 // How often a rate-limited queue with no token to spare is polled at most.
 constexpr absl::Duration kLimitedPoll = absl::Milliseconds(20);
-// The longest idle blocking read on one node while a worker's queues live on
-// several (a Redis Cluster): a task arriving on another node waits at most
-// this much longer per other node.
-constexpr absl::Duration kIdleSlice = absl::Milliseconds(100);
 
 std::string KeyOf(const broker::Lease& lease) {
   return absl::StrCat(lease.queue, "/", lease.task_id);
@@ -45,7 +41,10 @@ absl::Duration RetryDelay(int attempt, absl::Duration base, absl::Duration cap, 
 }
 
 Worker::Worker(WorkerOptions options, const HandlerRegistry* registry, broker::Consumer* consumer)
-    : options_(std::move(options)), registry_(registry), consumer_(consumer) {}
+    : options_(std::move(options)),
+      registry_(registry),
+      consumer_(consumer),
+      node_waiters_(consumer) {}
 
 Worker::~Worker() {
   bool running;
@@ -125,6 +124,7 @@ bool Worker::Stop() {
     stopping_ = true;
   }
   stop_fetching_.Notify();
+  node_waiters_.Stop();
   // Every task this worker started is RUNNING for the API, so it runs here
   // (leases never outnumber handler threads, so none waits long for one),
   // including what the fetcher still brings in: its blocking read returns
@@ -189,7 +189,7 @@ void Worker::Release(const JobPtr& job) {
 
 absl::StatusOr<std::vector<broker::Lease>> Worker::WaitIdle(
     absl::flat_hash_map<std::string, std::unique_ptr<redis::Connection>>& conns,
-    const std::vector<std::string>& active, absl::Duration wait, size_t round) {
+    const std::vector<std::string>& active, absl::Duration wait) {
   // The active queues by the node that serves them.
   std::vector<std::pair<redis::ConnectionOptions, std::vector<std::string>>> nodes;
   for (const std::string& q : active) {
@@ -202,8 +202,13 @@ absl::StatusOr<std::vector<broker::Lease>> Worker::WaitIdle(
       it->second.push_back(q);
     }
   }
-  const auto& [node, queues] = nodes[round % nodes.size()];
-  if (nodes.size() > 1) wait = std::min(wait, kIdleSlice);
+  if (nodes.size() > 1) {
+    // Queues on several nodes (a Redis Cluster): wait on all of them at
+    // once, then fetch.
+    node_waiters_.Wait(nodes, wait);
+    return std::vector<broker::Lease>();
+  }
+  const auto& [node, queues] = nodes[0];
   std::unique_ptr<redis::Connection>& conn = conns[absl::StrCat(node.host, ":", node.port)];
   if (conn == nullptr || conn->broken()) {
     ASSIGN_OR_RETURN(conn, redis::Connection::Connect(node));
@@ -219,7 +224,6 @@ void Worker::FetchLoop() {
   // in a Redis Cluster, one per master that serves some of the queues.
   absl::flat_hash_map<std::string, std::unique_ptr<redis::Connection>> conns;
   bool groups = false;  // The queues' consumer groups exist.
-  size_t idle_round = 0;
   absl::Duration backoff = absl::Milliseconds(50);
   absl::Status last_error;
   absl::Time next_reclaim = absl::Now();
@@ -311,10 +315,8 @@ void Worker::FetchLoop() {
         continue;
       }
       // All idle: block until something arrives (or the wait passes), on
-      // the node of the queues. One blocking read cannot span the nodes of a
-      // Redis Cluster: with queues on several, each round blocks on the
-      // next node for at most kIdleSlice.
-      absl::StatusOr<std::vector<broker::Lease>> w = WaitIdle(conns, active, idle_wait, idle_round++);
+      // the node of the queues (or on each of several, NodeWaiters).
+      absl::StatusOr<std::vector<broker::Lease>> w = WaitIdle(conns, active, idle_wait);
       if (w.ok()) {
         Accept(*std::move(w));
       } else {

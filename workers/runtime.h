@@ -41,6 +41,7 @@
 #include "common/stop_signal.h"
 #include "redis/options.h"
 #include "workers/handler.h"
+#include "workers/node_waiters.h"
 
 namespace taskmesh::workers {
 
@@ -121,12 +122,13 @@ class Worker {
   using JobPtr = std::shared_ptr<Job>;
 
   void FetchLoop();
-  // The idle path of FetchLoop: a blocking read (Consumer::Wait) on the
-  // `round`-th node (by turns) serving some of `active`, on its connection
-  // in `conns` (made when missing).
+  // The idle path of FetchLoop: with `active` on one node, a blocking read
+  // there (Consumer::Wait) on its connection in `conns` (made when missing),
+  // which starts what arrives; on several nodes, NodeWaiters::Wait (the loop
+  // then fetches).
   absl::StatusOr<std::vector<broker::Lease>> WaitIdle(
       absl::flat_hash_map<std::string, std::unique_ptr<redis::Connection>>& conns,
-      const std::vector<std::string>& active, absl::Duration wait, size_t round);
+      const std::vector<std::string>& active, absl::Duration wait);
   void HandlerLoop();
   void MaintainLoop();
   void Accept(std::vector<broker::Lease> leases);
@@ -169,6 +171,8 @@ class Worker {
 
   // Timed waits of the loops run on the monotonic clock (see StopSignal).
   StopSignal stop_fetching_;
+  // The idle wait when the queues live on several Redis Cluster nodes.
+  NodeWaiters node_waiters_;
   StopSignal stop_maintenance_;
   std::atomic<bool> connected_{false};
   std::thread fetcher_;
