@@ -646,10 +646,15 @@ TEST(ClientReplicasTest, WritesWaitForReplicasAndFailWithoutThem) {
     return info.ok() && info->str().find("connected_slaves:1") != std::string::npos &&
            info->str().find("state=online") != std::string::npos;
   }));
-  absl::StatusOr<Reply> ok = client.Call({"SET", "k", "2"});
+  // A replica acknowledges within a round trip or two; a loaded machine gets
+  // a generous timeout (the test is about the answer, not its speed).
+  options.replicas_timeout = absl::Seconds(5);
+  options.connection.command_timeout = absl::Seconds(10);
+  Client patient(options);
+  absl::StatusOr<Reply> ok = patient.Call({"SET", "k", "2"});
   ASSERT_TRUE(ok.ok()) << ok.status();
   static const Script kIncr("return redis.call('INCR', KEYS[1])");
-  absl::StatusOr<Reply> s = client.CallEval(kIncr, {"k"}, {});
+  absl::StatusOr<Reply> s = patient.CallEval(kIncr, {"k"}, {});
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->integer(), 3);
 }
