@@ -417,25 +417,6 @@ func TestKEDAClusterScaling(t *testing.T) {
 	})
 
 	t.Run("h2_running_tasks_keep_pool_up_on_cluster", func(t *testing.T) {
-		s := &scenario{t: t, m: m, pool: pools["cf"], queue: "cf"}
-		w := m.StartWorker(t, "cf", "cf-w1", 2)
-		defer stopWorker(t, w)
-		var tasks []Task
-		for range 2 {
-			tasks = append(tasks, m.Create("cf", "sleep", `{"ms":4000}`, ""))
-		}
-		if got := m.WaitState(s.names(tasks), "RUNNING", 20*time.Second); !allIn(got, "RUNNING") {
-			t.Fatalf("tasks not RUNNING: %+v", got)
-		}
-		poll, r := s.observe("2 tasks RUNNING on 1 worker, none waiting", 1)
-		s.expect("while running", poll, r, true, "", 0, 1)
-		if p, ok := poll.Value(s.stream(""), "pending"); !ok || p != 2 {
-			t.Errorf("pending entries on %s = %g (ok=%v), want 2", s.stream(""), p, ok)
-		}
-		if got := m.WaitState(s.names(tasks), "SUCCEEDED", 30*time.Second); !allIn(got, "SUCCEEDED") {
-			t.Fatalf("tasks did not succeed: %+v", got)
-		}
-		poll, r = s.observe("both done, 1 worker idle", 1)
-		s.expect("after the tasks", poll, r, false, "", 0, 0)
+		runningTasksKeepPoolUp(&scenario{t: t, m: m, pool: pools["cf"], queue: "cf"}, m)
 	})
 }

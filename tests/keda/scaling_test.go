@@ -180,26 +180,7 @@ func TestKEDAScaling(t *testing.T) {
 	})
 
 	t.Run("d_running_tasks_keep_pool_up", func(t *testing.T) {
-		s := sc(t, "kd")
-		w := m.StartWorker(t, "kd", "kd-w1", 2)
-		defer stopWorker(t, w)
-		var tasks []Task
-		for range 2 {
-			tasks = append(tasks, m.Create("kd", "sleep", `{"ms":4000}`, ""))
-		}
-		if got := m.WaitState(s.names(tasks), "RUNNING", 15*time.Second); !allIn(got, "RUNNING") {
-			t.Fatalf("tasks not RUNNING: %+v", got)
-		}
-		poll, r := s.observe("2 tasks RUNNING on 1 worker, none waiting", 1)
-		s.expect("while running", poll, r, true, "", 0, 1)
-		if p, ok := poll.Value(s.stream(""), "pending"); !ok || p != 2 {
-			t.Errorf("pending entries on %s = %g (ok=%v), want 2", s.stream(""), p, ok)
-		}
-		if got := m.WaitState(s.names(tasks), "SUCCEEDED", 30*time.Second); !allIn(got, "SUCCEEDED") {
-			t.Fatalf("tasks did not succeed: %+v", got)
-		}
-		poll, r = s.observe("both done, 1 worker idle", 1)
-		s.expect("after the tasks", poll, r, false, "", 0, 0)
+		runningTasksKeepPoolUp(sc(t, "kd"), m)
 	})
 
 	for _, c := range []struct{ name, queue, prio, suffix string }{
@@ -306,4 +287,31 @@ func stopWorker(t *testing.T, w *Proc) {
 	if _, ok := w.Wait(40 * time.Second); !ok {
 		t.Errorf("%s did not exit 40 s after SIGTERM", w.Name)
 	}
+}
+
+// runningTasksKeepPoolUp: two sleep tasks RUNNING on one worker of the pool
+// (none waiting) keep it at one replica through the pending-entries
+// triggers; once they are done the pool goes idle (shared by the standalone
+// and the cluster scenarios).
+func runningTasksKeepPoolUp(s *scenario, m *Mesh) {
+	t := s.t
+	w := m.StartWorker(t, s.queue, s.queue+"-w1", 2)
+	defer stopWorker(t, w)
+	var tasks []Task
+	for range 2 {
+		tasks = append(tasks, m.Create(s.queue, "sleep", `{"ms":4000}`, ""))
+	}
+	if got := m.WaitState(s.names(tasks), "RUNNING", 20*time.Second); !allIn(got, "RUNNING") {
+		t.Fatalf("tasks not RUNNING: %+v", got)
+	}
+	poll, r := s.observe("2 tasks RUNNING on 1 worker, none waiting", 1)
+	s.expect("while running", poll, r, true, "", 0, 1)
+	if p, ok := poll.Value(s.stream(""), "pending"); !ok || p != 2 {
+		t.Errorf("pending entries on %s = %g (ok=%v), want 2", s.stream(""), p, ok)
+	}
+	if got := m.WaitState(s.names(tasks), "SUCCEEDED", 30*time.Second); !allIn(got, "SUCCEEDED") {
+		t.Fatalf("tasks did not succeed: %+v", got)
+	}
+	poll, r = s.observe("both done, 1 worker idle", 1)
+	s.expect("after the tasks", poll, r, false, "", 0, 0)
 }
