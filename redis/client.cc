@@ -81,6 +81,11 @@ void Client::Eval(const Script& script, const std::vector<std::string>& keys,
   Enqueue(Pending{script.EvalShaArgs(keys, args), std::move(done), &script, false});
 }
 
+size_t Client::queued() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size();
+}
+
 void Client::Enqueue(Pending pending) {
   absl::MutexLock lock(&mu_);
   if (stopping_) {

@@ -87,6 +87,10 @@ class Client final : public Commands {
   // noticed within about a second).
   bool connected() const override { return live_.load() > 0; }
 
+  // Commands queued and not yet taken by an I/O thread (the backpressure
+  // bound max_queued applies to these).
+  size_t queued() const;
+
   const ClientOptions& options() const override { return options_; }
 
   bool cluster() const override { return false; }
@@ -135,7 +139,7 @@ class Client final : public Commands {
 
   const ClientOptions options_;
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   std::deque<Refused> refused_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -250,7 +250,7 @@ TEST_F(ClientTest, FullQueueFailsFastWithResourceExhausted) {
   // The I/O thread writes this and waits for the frozen server's reply.
   Tracker first(1);
   client.Send({"INCR", "n"}, first.For(0));
-  absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_TRUE(WaitFor(absl::Seconds(5), [&] { return client.queued() == 0; }));
   constexpr int kN = 10;
   Tracker tracker(kN);
   for (int i = 0; i < kN; ++i) client.Send({"INCR", "n"}, tracker.For(i));

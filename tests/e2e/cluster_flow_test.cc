@@ -1,6 +1,8 @@
 // The mesh on a real Redis Cluster (3 masters + 3 replicas): the binaries
 // get the nodes as seeds and tell the cluster from INFO cluster; queues whose
 // slots live on every master run through the whole API.
+#include <fstream>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -166,6 +168,38 @@ TEST_F(ClusterFlowTest, WatchPauseAndCancelWorkOnEveryMaster) {
     ASSERT_TRUE(Call(&v1::TaskService::Stub::ResumeQueue, resume, &queue).ok());
     auto done = mesh_->AwaitTerminal({held.name()}, absl::Seconds(15));
     EXPECT_EQ(done[held.name()].state(), Task::SUCCEEDED) << q;
+  }
+}
+
+// Periodic tasks on the cluster: two workers schedule the same @every tick
+// of a queue (its master is one of three); each tick's task (one id per
+// tick, created once by the routed enqueue script) is created and runs.
+TEST_F(ClusterFlowTest, PeriodicTicksAreCreatedOnceOnTheQueuesMaster) {
+  const std::string q = queues_.back();
+  const std::string config = absl::StrCat(testing::TestTempDir(), "/periodic.json");
+  {
+    std::ofstream out(config);
+    out << R"({"periodicTasks": [{"name": "beat", "queue": ")" << q
+        << R"(", "schedule": "@every 1s", "task": {"type": "echo"}}]})";
+  }
+  for (const char* name : {"pw1", "pw2"}) {
+    auto w = mesh_->StartWorker({testing::BinaryPath("workers/worker"), name,
+                                 {absl::StrCat("--queues=", q), "--concurrency=2",
+                                  absl::StrCat("--periodic_config=", config)}});
+    ASSERT_TRUE(w.ok()) << w.status();
+    workers_.push_back(*std::move(w));
+  }
+  v1::ListTasksRequest list;
+  list.set_parent(absl::StrCat("queues/", q));
+  list.set_state(Task::SUCCEEDED);
+  list.set_page_size(100);
+  v1::ListTasksResponse page;
+  ASSERT_TRUE(testing::WaitFor(absl::Seconds(30), [&] {
+    page.Clear();
+    return Call(&v1::TaskService::Stub::ListTasks, list, &page).ok() && page.tasks_size() >= 3;
+  })) << workers_[0]->Log();
+  for (const Task& t : page.tasks()) {
+    EXPECT_NE(t.name().find("/tasks/periodic-beat-"), std::string::npos) << t.name();
   }
 }
 
