@@ -1,6 +1,5 @@
 #include "common/shutdown.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -30,16 +29,6 @@ int WaitForShutdownSignal() {
   while (sigwait(&set, &sig) != 0) {
   }
   return sig;
-}
-
-int PollShutdownSignal(absl::Duration timeout) {
-  sigset_t set = ShutdownSignals();
-  const timespec wait = absl::ToTimespec(timeout);
-  while (true) {
-    const int sig = sigtimedwait(&set, nullptr, &wait);
-    if (sig > 0) return sig;
-    if (errno != EINTR) return 0;  // EAGAIN: the timeout passed.
-  }
 }
 
 }  // namespace taskmesh

@@ -14,18 +14,12 @@
 #ifndef TASKMESH_COMMON_SHUTDOWN_H_
 #define TASKMESH_COMMON_SHUTDOWN_H_
 
-#include "absl/time/time.h"
-
 namespace taskmesh {
 
 void BlockShutdownSignals();
 
 // Blocks until SIGTERM or SIGINT arrives; returns the signal number.
 int WaitForShutdownSignal();
-
-// Waits up to `timeout` for SIGTERM or SIGINT; the signal number, or 0 when
-// none came.
-int PollShutdownSignal(absl::Duration timeout);
 
 }  // namespace taskmesh
 

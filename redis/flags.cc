@@ -11,7 +11,7 @@ ABSL_FLAG(std::string, redis, "redis://127.0.0.1:6379",
           "Redis URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] of a standalone server or "
           "of any node of a Redis Cluster (told apart by INFO cluster), or a comma-separated "
           "list of seed nodes, redis://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT,...; the "
-          "binary waits for one to answer");
+          "binary starts at once and keeps trying them (health NOT_SERVING until one answers)");
 ABSL_FLAG(int32_t, redis_min_replicas_acked, 0,
           "Durability on a replicated Redis (Cluster replicas, or a standalone master's): "
           "every write waits (WAIT) until this many replicas have it, up to "
@@ -45,5 +45,15 @@ void ApplySharedFlags(ClientOptions& options) {
 }
 
 std::string UrlFlag() { return absl::GetFlag(FLAGS_redis); }
+
+std::string UrlFlagForLogs() {
+  absl::StatusOr<std::vector<ConnectionOptions>> seeds = ParseRedisSeeds(UrlFlag());
+  if (!seeds.ok()) return "(invalid)";
+  std::string out;
+  for (const ConnectionOptions& seed : *seeds) {
+    absl::StrAppend(&out, out.empty() ? "" : ",", DescribeEndpoint(seed));
+  }
+  return out;
+}
 
 }  // namespace taskmesh::redis

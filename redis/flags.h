@@ -7,7 +7,7 @@
 //   RETURN_IF_ERROR(redis::CheckSharedFlags(absl::GetFlag(FLAGS_redis_timeout)));
 //   redis::ClientOptions options;
 //   redis::ApplySharedFlags(options);
-//   auto opened = redis::OpenWhenReachable(redis::UrlFlag(), options, wait);
+//   auto redis = redis::AutoClient::Create(redis::UrlFlag(), options);
 #ifndef TASKMESH_REDIS_FLAGS_H_
 #define TASKMESH_REDIS_FLAGS_H_
 
@@ -33,6 +33,9 @@ void ApplySharedFlags(ClientOptions& options);
 
 // --redis.
 std::string UrlFlag();
+
+// --redis without passwords, for logs.
+std::string UrlFlagForLogs();
 
 }  // namespace taskmesh::redis
 

@@ -8,7 +8,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "common/logging.h"
 #include "common/status_macros.h"
 #include "redis/client.h"
 #include "redis/cluster_client.h"
@@ -66,27 +65,6 @@ absl::StatusOr<std::unique_ptr<Commands>> Open(absl::string_view url_or_seeds,
   }
   return absl::UnavailableError(
       absl::StrCat("redis: no seed of ", seeds.size(), " answered: ", absl::StrJoin(errors, "; ")));
-}
-
-absl::StatusOr<std::unique_ptr<Commands>> OpenWhenReachable(
-    absl::string_view url_or_seeds, const ClientOptions& options,
-    const std::function<bool(absl::Duration)>& wait) {
-  absl::Duration backoff = absl::Milliseconds(100);
-  bool logged = false;
-  while (true) {
-    absl::StatusOr<std::unique_ptr<Commands>> redis = Open(url_or_seeds, options);
-    if (redis.ok()) {
-      if (logged) log::Info("redis reachable");
-      return redis;
-    }
-    if (!absl::IsUnavailable(redis.status())) return redis.status();
-    if (!logged) {
-      log::Warning("waiting for redis", {{"error", redis.status().message()}});
-      logged = true;
-    }
-    if (!wait(backoff)) return absl::CancelledError("stopped while waiting for redis");
-    backoff = std::min(backoff * 2, absl::Seconds(2));
-  }
 }
 
 }  // namespace taskmesh::redis

@@ -13,7 +13,6 @@
 #ifndef TASKMESH_REDIS_OPEN_H_
 #define TASKMESH_REDIS_OPEN_H_
 
-#include <functional>
 #include <memory>
 #include <string>
 
@@ -33,14 +32,6 @@ namespace taskmesh::redis {
 absl::StatusOr<std::unique_ptr<Commands>> Open(absl::string_view url_or_seeds,
                                                const ClientOptions& options);
 
-// Open(), tried again while no seed answers (UNAVAILABLE: Redis may start
-// after the binary), with backoff from 100 ms doubling to 2 s, logging once
-// that it waits. Between tries `wait(backoff)` is called; when it returns
-// false (a shutdown signal came) this gives up with CANCELLED. Any other
-// error (a bad URL, NOPERM for INFO) ends it at once.
-absl::StatusOr<std::unique_ptr<Commands>> OpenWhenReachable(
-    absl::string_view url_or_seeds, const ClientOptions& options,
-    const std::function<bool(absl::Duration)>& wait);
 
 }  // namespace taskmesh::redis
 

@@ -17,7 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "redis/commands.h"
 #include "redis/flags.h"
-#include "redis/open.h"
+#include "redis/auto_client.h"
 #include "redis/options.h"
 #include "task_service/service.h"
 #include "broker/watch_hub.h"
@@ -96,10 +96,10 @@ int Main() {
   client_options.max_batch = absl::GetFlag(FLAGS_redis_max_batch);
   client_options.batch_window = absl::GetFlag(FLAGS_redis_batch_window);
   client_options.max_queued = absl::GetFlag(FLAGS_redis_max_queued);
-  // A standalone server or a Redis Cluster (INFO cluster), once one answers.
-  absl::StatusOr<std::unique_ptr<redis::Commands>> opened = redis::OpenWhenReachable(
-      redis::UrlFlag(), client_options, [](absl::Duration d) { return PollShutdownSignal(d) == 0; });
-  if (absl::IsCancelled(opened.status())) return 0;
+  // A standalone server or a Redis Cluster (INFO cluster, once one answers;
+  // until then RPCs fail with UNAVAILABLE and health is NOT_SERVING).
+  absl::StatusOr<std::unique_ptr<redis::AutoClient>> opened =
+      redis::AutoClient::Create(redis::UrlFlag(), client_options);
   if (!opened.ok()) {
     std::fprintf(stderr, "ERROR: --redis: %s\n", std::string(opened.status().message()).c_str());
     return 2;
@@ -110,16 +110,10 @@ int Main() {
   broker_options.retention = absl::GetFlag(FLAGS_retention);
   broker::Broker broker(&client, broker_options);
   // Task events: on the server, or on the node serving each queue's slot.
-  std::unique_ptr<broker::WatchHub> hub_owner =
-      client.cluster()
-          ? std::make_unique<broker::WatchHub>(
-                client.options().connection,
-                [&client](const std::string& channel) {
-                  absl::StatusOr<redis::ConnectionOptions> node = client.NodeForKey(channel);
-                  return node.ok() ? *node : client.options().connection;
-                })
-          : std::make_unique<broker::WatchHub>(client.options().connection);
-  broker::WatchHub& hub = *hub_owner;
+  broker::WatchHub hub(client.options().connection, [&client](const std::string& channel) {
+    absl::StatusOr<redis::ConnectionOptions> node = client.NodeForKey(channel);
+    return node.ok() ? *node : client.options().connection;
+  });
   task_service::TaskServiceImpl service(&broker, &hub);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -137,8 +131,7 @@ int Main() {
   }
   log::Info("serving", {{"listen", listen},
                         {"port", absl::StrCat(port)},
-                        {"redis", redis::DescribeEndpoint(client.options().connection)},
-                        {"redis_mode", client.cluster() ? "cluster" : "standalone"}});
+                        {"redis", redis::UrlFlagForLogs()}});
 
   // Readiness follows Redis: NOT_SERVING while Redis is unreachable.
   HealthReporter health(

@@ -28,7 +28,7 @@
 #include "grpcpp/grpcpp.h"
 #include "redis/commands.h"
 #include "redis/flags.h"
-#include "redis/open.h"
+#include "redis/auto_client.h"
 #include "redis/options.h"
 #include "workers/periodic.h"
 #include "workers/runtime.h"
@@ -153,10 +153,10 @@ int WorkerMain(int argc, char** argv,
   // The workers' outcomes (Complete) wait for replicas too.
   redis::ApplySharedFlags(client_options);
   client_options.connections = absl::GetFlag(FLAGS_redis_connections);
-  // A standalone server or a Redis Cluster (INFO cluster), once one answers.
-  absl::StatusOr<std::unique_ptr<redis::Commands>> opened = redis::OpenWhenReachable(
-      redis::UrlFlag(), client_options, [](absl::Duration d) { return PollShutdownSignal(d) == 0; });
-  if (absl::IsCancelled(opened.status())) return 0;
+  // A standalone server or a Redis Cluster (INFO cluster, once one answers;
+  // until then fetches fail and back off, and health is NOT_SERVING).
+  absl::StatusOr<std::unique_ptr<redis::AutoClient>> opened =
+      redis::AutoClient::Create(redis::UrlFlag(), client_options);
   if (!opened.ok()) return Fail(absl::StrCat("--redis: ", opened.status().message()));
   redis::Commands& client = **opened;
   broker::Consumer consumer(&client, broker::BrokerOptions{}, consumer_options);
@@ -182,8 +182,7 @@ int WorkerMain(int argc, char** argv,
 
   if (absl::Status s = worker.Start(); !s.ok()) return Fail(std::string(s.message()));
   log::Info("handlers", {{"types", absl::StrJoin(registry.Types(), ",")},
-                         {"redis", redis::DescribeEndpoint(client.options().connection)},
-                         {"redis_mode", client.cluster() ? "cluster" : "standalone"}});
+                         {"redis", redis::UrlFlagForLogs()}});
 
   std::unique_ptr<MetricsServer> metrics;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {

@@ -17,7 +17,7 @@ package keda
 //     own its queue's slot: KEDA's client must find the owner itself.
 //   - h_*: taskmesh's task_service and worker on the cluster, with --redis as
 //     the seed list the chart renders (redis://:PW@H1:P1,H2:P2,H3:P3); the
-//     binaries open it with redis::OpenWhenReachable.
+//     binaries open it with redis::AutoClient.
 //
 // Every process started here is killed by its pid at the end; every wait is
 // bounded; all traffic is on 127.0.0.1.

@@ -31,7 +31,7 @@ accept: for every container of a rendered manifest whose binary is given,
         their flags and files before starting anything) and exit 0 on SIGTERM.
         A Redis Cluster seed list (redis://[:PW@]H1:P1,H2:P2,...) is made
         local seed by seed: every address becomes the closed local port (the
-        binaries wait for a seed to answer, redis::OpenWhenReachable).
+        binaries start at once and keep trying the seeds, redis::AutoClient).
 
 A binary not given (not built yet) is reported as SKIP, never as PASS.
 
