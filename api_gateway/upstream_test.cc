@@ -595,12 +595,16 @@ TEST(UpstreamH2Test, NamesGoRoundRobinOverEveryAddressAndAreResolvedAgain) {
   FakeH2Server server({"127.0.0.1", "127.0.0.2"});
   ASSERT_EQ(server.error(), "");
   auto both = std::make_shared<std::atomic<bool>>(true);
+  // Resolutions that answered without 127.0.0.1.
+  auto narrowed = std::make_shared<std::atomic<int>>(0);
   UpstreamOptions o;
   o.default_target = absl::StrCat("dns:///backends.test:", server.port());
   o.resolve_interval = absl::Milliseconds(50);
-  o.resolve = [both](const std::string& host) -> absl::StatusOr<std::vector<std::string>> {
+  o.resolve = [both, narrowed](const std::string& host)
+      -> absl::StatusOr<std::vector<std::string>> {
     if (host != "backends.test") return absl::NotFoundError("unknown host");
     if (both->load()) return std::vector<std::string>{"127.0.0.1", "127.0.0.2"};
+    ++*narrowed;
     return std::vector<std::string>{"127.0.0.2"};
   };
   auto up = Upstream::Create(o, {"a.Svc"}).value();
@@ -613,7 +617,10 @@ TEST(UpstreamH2Test, NamesGoRoundRobinOverEveryAddressAndAreResolvedAgain) {
   EXPECT_EQ(server.calls(1), 10);
   // 127.0.0.1 leaves the name: after the next resolution, calls go to .2 only.
   both->store(false);
-  absl::SleepFor(absl::Milliseconds(200));
+  // Resolutions run one after another: once a second has begun, the first
+  // one's answer is in use (polled, bounded).
+  for (int i = 0; i < 1000 && narrowed->load() < 2; ++i) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_GE(narrowed->load(), 2) << "the name was not resolved again within 5 s";
   const int before = server.calls(0);
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(CallSync(*up, loop, MakeRoute("M", "a.Svc"), "hi").status.ok());
   EXPECT_EQ(server.calls(0), before);
