@@ -2,14 +2,14 @@
 // server or a Redis Cluster, usable before Redis answers.
 //
 // Which one it is can only be told once a seed answers (INFO cluster,
-// redis::Open). Until then, and for good when it is a standalone server,
-// commands go to a standalone Client on the first seed, which fails them
-// fast with UNAVAILABLE while Redis is unreachable (as a Client does) and
-// reconnects by itself. A background thread tries redis::Open with backoff;
-// when the seed turns out to be a cluster node, commands go to a
-// ClusterClient from then on. So a binary starts, serves its health
-// (NOT_SERVING: connected() stays false until the mode is known) and
-// becomes ready when Redis does, whichever comes first.
+// redis::DetectMode). Until then commands go to a standalone Client on the
+// first seed, which fails them fast with UNAVAILABLE while Redis is
+// unreachable (as a Client does) and reconnects by itself; a background
+// thread asks the seeds with backoff. When a seed answers: a cluster node
+// gets a ClusterClient, a standalone first seed keeps its Client, a
+// standalone later seed (the first down) gets one of its own. So a binary
+// starts, serves its health (NOT_SERVING: connected() stays false until the
+// mode is known) and becomes ready when Redis does, whichever comes first.
 //
 // Thread-safe. Callbacks follow redis::Client's rules (redis/commands.h).
 //
@@ -63,8 +63,12 @@ class AutoClient final : public Commands {
 
   const std::string url_;
   const ClientOptions options_;
+  const ConnectionOptions first_;
+  // The first seed's Client, where commands go until the mode is known.
   std::unique_ptr<Client> standalone_;
-  std::unique_ptr<Commands> cluster_;
+  // What a seed's INFO cluster asked for, when not the first seed's Client:
+  // a ClusterClient, or a Client on a later seed (the first was down).
+  std::unique_ptr<Commands> detected_;
   std::atomic<Commands*> active_;
   std::atomic<bool> known_{false};
   StopSignal stop_;

@@ -27,18 +27,24 @@ bool ClusterEnabled(const std::string& info) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Commands>> Open(absl::string_view url_or_seeds,
-                                               const ClientOptions& options) {
+absl::StatusOr<std::vector<ConnectionOptions>> Seeds(absl::string_view url_or_seeds,
+                                                     const ClientOptions& options) {
   ASSIGN_OR_RETURN(std::vector<ConnectionOptions> seeds, ParseRedisSeeds(url_or_seeds));
   for (ConnectionOptions& seed : seeds) {
     seed.connect_timeout = options.connection.connect_timeout;
     seed.command_timeout = options.connection.command_timeout;
   }
+  return seeds;
+}
+
+absl::StatusOr<Mode> DetectMode(absl::string_view url_or_seeds, const ClientOptions& options) {
+  Mode mode;
+  ASSIGN_OR_RETURN(mode.seeds, Seeds(url_or_seeds, options));
   std::vector<std::string> errors;
-  for (size_t i = 0; i < seeds.size(); ++i) {
+  for (size_t i = 0; i < mode.seeds.size(); ++i) {
     // The probe stays on database 0: a cluster node refuses SELECT, and
     // ClusterClient::Connect says why a database is wrong there.
-    ConnectionOptions probe = seeds[i];
+    ConnectionOptions probe = mode.seeds[i];
     probe.db = 0;
     absl::StatusOr<std::unique_ptr<Connection>> conn = Connection::Connect(probe);
     if (!conn.ok()) {
@@ -52,19 +58,26 @@ absl::StatusOr<std::unique_ptr<Commands>> Open(absl::string_view url_or_seeds,
       continue;
     }
     RETURN_IF_ERROR(info->ToStatus());
-    ClientOptions o = options;
-    if (!ClusterEnabled(info->str())) {
-      o.connection = seeds[i];
-      return std::unique_ptr<Commands>(std::make_unique<Client>(std::move(o)));
-    }
+    mode.cluster = ClusterEnabled(info->str());
     // The seed that answered first is asked first.
-    std::swap(seeds[0], seeds[i]);
-    ASSIGN_OR_RETURN(std::unique_ptr<ClusterClient> cluster,
-                     ClusterClient::Connect(seeds, std::move(o)));
-    return std::unique_ptr<Commands>(std::move(cluster));
+    std::swap(mode.seeds[0], mode.seeds[i]);
+    return mode;
   }
-  return absl::UnavailableError(
-      absl::StrCat("redis: no seed of ", seeds.size(), " answered: ", absl::StrJoin(errors, "; ")));
+  return absl::UnavailableError(absl::StrCat("redis: no seed of ", mode.seeds.size(),
+                                             " answered: ", absl::StrJoin(errors, "; ")));
+}
+
+absl::StatusOr<std::unique_ptr<Commands>> Open(absl::string_view url_or_seeds,
+                                               const ClientOptions& options) {
+  ASSIGN_OR_RETURN(Mode mode, DetectMode(url_or_seeds, options));
+  ClientOptions o = options;
+  if (!mode.cluster) {
+    o.connection = mode.seeds[0];
+    return std::unique_ptr<Commands>(std::make_unique<Client>(std::move(o)));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ClusterClient> cluster,
+                   ClusterClient::Connect(mode.seeds, std::move(o)));
+  return std::unique_ptr<Commands>(std::move(cluster));
 }
 
 }  // namespace taskmesh::redis

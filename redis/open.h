@@ -15,6 +15,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -31,6 +32,20 @@ namespace taskmesh::redis {
 // needs INFO) when the mode cannot be told.
 absl::StatusOr<std::unique_ptr<Commands>> Open(absl::string_view url_or_seeds,
                                                const ClientOptions& options);
+
+// The seeds of `url_or_seeds` (ParseRedisSeeds) with the timeouts of
+// options.connection.
+absl::StatusOr<std::vector<ConnectionOptions>> Seeds(absl::string_view url_or_seeds,
+                                                     const ClientOptions& options);
+
+// What Open() finds before it builds a client: whether the first seed that
+// answers is a cluster node, and the seeds with that one first. The same
+// errors as Open().
+struct Mode {
+  bool cluster = false;
+  std::vector<ConnectionOptions> seeds;
+};
+absl::StatusOr<Mode> DetectMode(absl::string_view url_or_seeds, const ClientOptions& options);
 
 
 }  // namespace taskmesh::redis
