@@ -217,7 +217,8 @@ void Broker::Read(const std::string& queue, const std::string& id, Callback<Vers
 }
 
 void Broker::Watch(const std::string& queue, const std::string& id, Callback<Versioned> done) {
-  client_->Eval(scripts::Watch(), {TaskKey(queue, id), SlotGuardKey(queue)}, ScriptArgs(QueuePrefix(queue), options_, {}),
+  client_->Eval(scripts::Watch(), ScriptKeys(queue, TaskKey(queue, id)),
+                ScriptArgs(QueuePrefix(queue), options_, {}),
                 VersionedReader(queue, id, std::move(done)));
 }
 
@@ -233,7 +234,7 @@ void Broker::List(const std::string& queue, Task::State state, int page_size,
   const std::string states =
       state == Task::STATE_UNSPECIFIED ? kAllStates : Task::State_Name(state);
   client_->Eval(
-      scripts::List(), {MetaKey(queue), SlotGuardKey(queue)},
+      scripts::List(), ScriptKeys(queue, MetaKey(queue)),
       ScriptArgs(QueuePrefix(queue), options_,
                  {states, absl::StrCat(std::max<int64_t>(1, state_index)), absl::StrCat(offset),
                   absl::StrCat(ClampPageSize(page_size))}),
@@ -272,7 +273,8 @@ void Broker::Transition(const redis::Script& script, const std::string& queue,
                         absl::string_view is, absl::string_view rule, Callback<Task> done) {
   const std::string name = TaskName(queue, id);
   EvalWord<bool>(
-      client_, script, {TaskKey(queue, id), SlotGuardKey(queue)}, ScriptArgs(QueuePrefix(queue), options_, {id}),
+      client_, script, ScriptKeys(queue, TaskKey(queue, id)),
+      ScriptArgs(QueuePrefix(queue), options_, {id}),
       [name, ok_words = std::move(ok_words), is = std::string(is),
        rule = std::string(rule)](const std::string& word) -> absl::StatusOr<bool> {
         if (word == "notfound") return absl::NotFoundError(absl::StrCat("task ", name, " not found"));
@@ -304,7 +306,7 @@ void Broker::Retry(const std::string& queue, const std::string& id, Callback<Tas
 void Broker::Delete(const std::string& queue, const std::string& id, Callback<bool> done) {
   const std::string name = TaskName(queue, id);
   EvalWord<bool>(
-      client_, scripts::Delete(), {TaskKey(queue, id), SlotGuardKey(queue)},
+      client_, scripts::Delete(), ScriptKeys(queue, TaskKey(queue, id)),
       ScriptArgs(QueuePrefix(queue), options_, {id}),
       [name](const std::string& word) -> absl::StatusOr<bool> {
         if (word == "notfound") return absl::NotFoundError(absl::StrCat("task ", name, " not found"));
@@ -341,7 +343,8 @@ void Broker::IfQueueExists(const std::string& queue, Callback<taskmesh::v1::Queu
 
 void Broker::ReadStats(const std::string& queue, Callback<taskmesh::v1::Queue> done) {
   client_->Eval(
-      scripts::Stats(), {MetaKey(queue), SlotGuardKey(queue)}, ScriptArgs(QueuePrefix(queue), options_, {}),
+      scripts::Stats(), ScriptKeys(queue, MetaKey(queue)),
+      ScriptArgs(QueuePrefix(queue), options_, {}),
       [queue, done = std::move(done)](absl::StatusOr<Reply> reply) mutable {
         if (!reply.ok()) {
           done(reply.status());
@@ -473,7 +476,7 @@ void Broker::Purge(const std::string& queue, bool include_pending, Callback<int6
 // Deletes in batches, so that Redis never blocks long on one script.
 void Broker::PurgeMore(const std::string& queue, bool include_pending, int64_t so_far,
                        Callback<int64_t> done) {
-  client_->Eval(scripts::Purge(), {MetaKey(queue), SlotGuardKey(queue)},
+  client_->Eval(scripts::Purge(), ScriptKeys(queue, MetaKey(queue)),
                 ScriptArgs(QueuePrefix(queue), options_,
                            {include_pending ? "1" : "0", absl::StrCat(kPurgeBatch)}),
                 [this, queue, include_pending, so_far,

@@ -132,7 +132,7 @@ absl::StatusOr<Consumer::Fetched> Consumer::Fetch(const std::string& queue, int 
   const std::string order =
       PriorityOrder(absl::Uniform(gen, 0.0, 1.0), absl::Uniform(gen, 0.0, 1.0));
   ASSIGN_OR_RETURN(Reply reply,
-                   client_->CallEval(scripts::Fetch(), {MetaKey(queue), SlotGuardKey(queue)},
+                   client_->CallEval(scripts::Fetch(), ScriptKeys(queue, MetaKey(queue)),
                                      Args(queue, {options_.consumer, absl::StrCat(count),
                                                   absl::StrCat(absl::ToInt64Milliseconds(
                                                       options_.lease)),
@@ -208,8 +208,9 @@ absl::StatusOr<std::vector<Lease>> Consumer::Wait(redis::Connection& conn,
     rest.insert(rest.end(), triples.begin(), triples.end());
     // On the fetch connection, from the fetch thread: no hand-off to the
     // client's I/O thread on the idle path, where latency is what counts.
-    ASSIGN_OR_RETURN(Reply started, redis::EvalOn(conn, scripts::StartDelivered(),
-                                                  {MetaKey(queue), SlotGuardKey(queue)}, Args(queue, std::move(rest))));
+    ASSIGN_OR_RETURN(Reply started,
+                     redis::EvalOn(conn, scripts::StartDelivered(),
+                                   ScriptKeys(queue, MetaKey(queue)), Args(queue, std::move(rest))));
     ASSIGN_OR_RETURN(std::vector<Lease> got, ParseStarted(queue, started));
     for (Lease& l : got) leases.push_back(std::move(l));
   }
@@ -255,7 +256,7 @@ absl::Status Consumer::AwaitWork(redis::Connection& conn, const std::vector<std:
 absl::StatusOr<std::vector<Lease>> Consumer::Reclaim(const std::string& queue, int count) {
   ASSIGN_OR_RETURN(
       Reply reply,
-      client_->CallEval(scripts::Reclaim(), {MetaKey(queue), SlotGuardKey(queue)},
+      client_->CallEval(scripts::Reclaim(), ScriptKeys(queue, MetaKey(queue)),
                         Args(queue, {options_.consumer,
                                      absl::StrCat(absl::ToInt64Milliseconds(options_.lease)),
                                      absl::StrCat(options_.poison_after), absl::StrCat(count)})));
@@ -267,8 +268,9 @@ absl::StatusOr<std::vector<Lease>> Consumer::Reclaim(const std::string& queue, i
 }
 
 absl::StatusOr<absl::Duration> Consumer::Promote(const std::string& queue, int max) {
-  ASSIGN_OR_RETURN(Reply reply, client_->CallEval(scripts::Promote(), {ScheduledKey(queue), SlotGuardKey(queue)},
-                                                  Args(queue, {absl::StrCat(max)})));
+  ASSIGN_OR_RETURN(Reply reply,
+                   client_->CallEval(scripts::Promote(), ScriptKeys(queue, ScheduledKey(queue)),
+                                     Args(queue, {absl::StrCat(max)})));
   ASSIGN_OR_RETURN(const std::vector<Reply>* v, reply.AsArray(2));
   const int64_t wait_ms = (*v)[1].integer();
   if ((*v)[0].integer() >= max) return absl::ZeroDuration();  // More may be due.
@@ -277,7 +279,7 @@ absl::StatusOr<absl::Duration> Consumer::Promote(const std::string& queue, int m
 
 void Consumer::Renew(const Lease& lease, Callback<Renewal> done) {
   EvalWord<Renewal>(
-      client_, scripts::Renew(), {TaskKey(lease.queue, lease.task_id), SlotGuardKey(lease.queue)},
+      client_, scripts::Renew(), ScriptKeys(lease.queue, TaskKey(lease.queue, lease.task_id)),
       Args(lease.queue, {options_.consumer, absl::StrCat(absl::ToInt64Milliseconds(options_.lease)),
                          lease.stream_id, absl::StrCat(lease.attempt), lease.stream}),
       [](const std::string& word) -> absl::StatusOr<Renewal> {
@@ -290,7 +292,8 @@ void Consumer::Renew(const Lease& lease, Callback<Renewal> done) {
 
 void Consumer::Progress(const Lease& lease, int percent, const std::string& message,
                         Callback<bool> done) {
-  EvalWord<bool>(client_, scripts::Progress(), {TaskKey(lease.queue, lease.task_id), SlotGuardKey(lease.queue)},
+  EvalWord<bool>(client_, scripts::Progress(),
+                 ScriptKeys(lease.queue, TaskKey(lease.queue, lease.task_id)),
                  Args(lease.queue, {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt),
                                     absl::StrCat(percent), message}),
                  [](const std::string& word) -> absl::StatusOr<bool> { return word == "1"; },
@@ -337,7 +340,8 @@ void Consumer::Complete(const Lease& lease, const Outcome& outcome, absl::Durati
 }
 
 void Consumer::HandBack(const Lease& lease, Callback<bool> done) {
-  EvalWord<bool>(client_, scripts::HandBack(), {TaskKey(lease.queue, lease.task_id), SlotGuardKey(lease.queue)},
+  EvalWord<bool>(client_, scripts::HandBack(),
+                 ScriptKeys(lease.queue, TaskKey(lease.queue, lease.task_id)),
                  Args(lease.queue, {lease.task_id, lease.stream_id, absl::StrCat(lease.attempt),
                                     lease.stream}),
                  [](const std::string& word) -> absl::StatusOr<bool> { return word == "1"; },

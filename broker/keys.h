@@ -12,7 +12,7 @@
 //                                rate limiter's bucket (tokens, tts)
 //   taskmesh:{Q}:periodic:NAME   string: the last tick a periodic task ran for
 //   taskmesh:{Q}:n:ok|fail:SEC   counters of outcomes per second (2 min TTL)
-//   taskmesh:{Q}:slot-guard      never exists: declared by every script (SlotGuardKey)
+//   taskmesh:{Q}:slot-guard      never exists: declared by every script call (ScriptKeys)
 //   taskmesh:{Q}:events          sharded pub/sub channel (SPUBLISH): "ID VERSION STATE
 //                                ATTEMPT" and the record, for watched tasks
 //   taskmesh:queues              set: every queue name (global, not per slot)
@@ -20,6 +20,8 @@
 #define TASKMESH_BROKER_KEYS_H_
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -47,6 +49,11 @@ inline std::string QueuePrefix(absl::string_view queue) {
 // client retries TRYAGAIN (tests/fault:f9_cluster_reshard_test).
 inline std::string SlotGuardKey(absl::string_view queue) {
   return absl::StrCat(QueuePrefix(queue), "slot-guard");
+}
+
+// The KEYS of a script call of `queue` that declares one key of its own.
+inline std::vector<std::string> ScriptKeys(absl::string_view queue, std::string key) {
+  return {std::move(key), SlotGuardKey(queue)};
 }
 
 // The stream of DEFAULT priority; `suffix` "high" or "low" for the others.
