@@ -38,6 +38,11 @@ bool ReadOnly(const std::string& command) {
   return names->contains(absl::AsciiStrToUpper(command));
 }
 
+// Whether a command may write (and so waits for replicas): scripts always.
+bool Writes(const Args& args, const Script* script) {
+  return script != nullptr || !ReadOnly(args[0]);
+}
+
 }  // namespace
 
 Client::Client(ClientOptions options) : options_(std::move(options)) {
@@ -138,7 +143,7 @@ absl::Status Client::SendBatch(Connection& conn, std::vector<Pending>& batch) {
   const int replicas = options_.min_replicas_acked;
   bool wait = false;
   if (replicas > 0) {
-    for (const Pending& p : batch) wait = wait || p.script != nullptr || !ReadOnly(p.args[0]);
+    for (const Pending& p : batch) wait = wait || Writes(p.args, p.script);
   }
   std::vector<std::pair<Pending*, absl::StatusOr<Reply>>> held;
   const auto deliver = [&](Pending& p, absl::StatusOr<Reply> reply) {
@@ -210,8 +215,7 @@ absl::Status Client::SendBatch(Connection& conn, std::vector<Pending>& batch) {
   for (auto& [p, reply] : held) {
     // Error replies stay as they are (nothing was written; a cluster's MOVED
     // must reach ClusterClient).
-    const bool write =
-        reply.ok() && !reply->is_error() && (p->script != nullptr || !ReadOnly(p->args[0]));
+    const bool write = reply.ok() && !reply->is_error() && Writes(p->args, p->script);
     if (write && !failure.ok()) {
       reply = failure;  // The connection broke before WAIT answered.
     } else if (write && !unacked.ok()) {
