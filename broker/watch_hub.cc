@@ -6,19 +6,11 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "broker/events.h"
 #include "broker/keys.h"
 
 namespace taskmesh::broker {
-namespace {
-
-std::string NodeName(const redis::ConnectionOptions& node) {
-  return absl::StrCat(node.host, ":", node.port);
-}
-
-}  // namespace
 
 WatchHub::WatchHub(redis::ConnectionOptions redis)
     : WatchHub(redis, [redis](const std::string&) { return redis; }) {
@@ -42,7 +34,7 @@ WatchHub::~WatchHub() {
 }
 
 redis::Subscriber* WatchHub::SubscriberFor(const redis::ConnectionOptions& node) {
-  std::unique_ptr<redis::Subscriber>& sub = subscribers_[NodeName(node)];
+  std::unique_ptr<redis::Subscriber>& sub = subscribers_[redis::HostPort(node)];
   if (sub == nullptr) {
     redis::Subscriber::Callbacks callbacks;
     callbacks.message = [this](const std::string& channel, const std::string& message) {
@@ -64,7 +56,7 @@ absl::StatusOr<uint64_t> WatchHub::Add(const std::string& queue, const std::stri
   Channel& c = channels_[channel];
   if (c.subscriber == nullptr) {
     const redis::ConnectionOptions node = route_(channel);
-    const bool known = subscribers_.contains(NodeName(node));
+    const bool known = subscribers_.contains(redis::HostPort(node));
     redis::Subscriber* sub = SubscriberFor(node);
     if (known && !sub->connected()) {
       channels_.erase(channel);

@@ -157,10 +157,12 @@ absl::StatusOr<std::vector<ConnectionOptions>> ParseRedisSeeds(absl::string_view
 }
 
 std::string DescribeEndpoint(const ConnectionOptions& options) {
-  if (absl::StrContains(options.host, ':')) {
-    return absl::StrCat("[", options.host, "]:", options.port, "/", options.db);
-  }
-  return absl::StrCat(options.host, ":", options.port, "/", options.db);
+  return absl::StrCat(HostPort(options), "/", options.db);
+}
+
+std::string HostPort(const ConnectionOptions& options) {
+  if (absl::StrContains(options.host, ':')) return absl::StrCat("[", options.host, "]:", options.port);
+  return absl::StrCat(options.host, ":", options.port);
 }
 
 }  // namespace taskmesh::redis

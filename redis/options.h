@@ -48,6 +48,9 @@ absl::StatusOr<std::vector<ConnectionOptions>> ParseRedisSeeds(absl::string_view
 // `host:port/db` for logs: never includes the password.
 std::string DescribeEndpoint(const ConnectionOptions& options);
 
+// `host:port` (an IPv6 host in brackets): which server, e.g. as a map key.
+std::string HostPort(const ConnectionOptions& options);
+
 }  // namespace taskmesh::redis
 
 #endif  // TASKMESH_REDIS_OPTIONS_H_

@@ -28,7 +28,7 @@ void NodeWaiters::Wait(const std::vector<NodeQueues>& nodes, absl::Duration bloc
   if (stopped_) return;
   const uint64_t before = wakes_;
   for (const auto& [node, queues] : nodes) {
-    std::unique_ptr<Waiter>& w = waiters_[absl::StrCat(node.host, ":", node.port)];
+    std::unique_ptr<Waiter>& w = waiters_[redis::HostPort(node)];
     if (w == nullptr) {
       w = std::make_unique<Waiter>();
       w->node = node;
@@ -73,7 +73,7 @@ void NodeWaiters::Run(Waiter* w) {
       // The fetcher's own calls see the same failure and back off; a moved
       // slot or a dead node shows in its next routing.
       log::Warning("idle wait on a node failed",
-                   {{"node", absl::StrCat(w->node.host, ":", w->node.port)},
+                   {{"node", redis::HostPort(w->node)},
                     {"error", s.message()}});
       conn.reset();
     }

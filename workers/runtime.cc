@@ -194,7 +194,7 @@ absl::StatusOr<std::vector<broker::Lease>> Worker::WaitIdle(
   std::vector<std::pair<redis::ConnectionOptions, std::vector<std::string>>> nodes;
   for (const std::string& q : active) {
     ASSIGN_OR_RETURN(redis::ConnectionOptions node, consumer_->NodeOf(q));
-    auto same = [&](const auto& n) { return n.first.host == node.host && n.first.port == node.port; };
+    auto same = [&](const auto& n) { return redis::HostPort(n.first) == redis::HostPort(node); };
     auto it = std::find_if(nodes.begin(), nodes.end(), same);
     if (it == nodes.end()) {
       nodes.push_back({node, {q}});
@@ -209,7 +209,7 @@ absl::StatusOr<std::vector<broker::Lease>> Worker::WaitIdle(
     return std::vector<broker::Lease>();
   }
   const auto& [node, queues] = nodes[0];
-  std::unique_ptr<redis::Connection>& conn = conns[absl::StrCat(node.host, ":", node.port)];
+  std::unique_ptr<redis::Connection>& conn = conns[redis::HostPort(node)];
   if (conn == nullptr || conn->broken()) {
     ASSIGN_OR_RETURN(conn, redis::Connection::Connect(node));
   }
