@@ -12,14 +12,6 @@
 
 namespace taskmesh::broker {
 
-WatchHub::WatchHub(redis::ConnectionOptions redis)
-    : WatchHub(redis, [redis](const std::string&) { return redis; }) {
-  // The one server's subscriber from the start, so that connected() (the
-  // task_service's readiness) says whether events can be had.
-  absl::MutexLock lock(&mu_);
-  SubscriberFor(redis_);
-}
-
 WatchHub::WatchHub(redis::ConnectionOptions redis, Route route)
     : redis_(std::move(redis)), route_(std::move(route)) {}
 
@@ -55,16 +47,14 @@ absl::StatusOr<uint64_t> WatchHub::Add(const std::string& queue, const std::stri
   absl::MutexLock lock(&mu_);
   Channel& c = channels_[channel];
   if (c.subscriber == nullptr) {
-    const redis::ConnectionOptions node = route_(channel);
-    const bool known = subscribers_.contains(redis::HostPort(node));
-    redis::Subscriber* sub = SubscriberFor(node);
-    if (known && !sub->connected()) {
+    redis::Subscriber* sub = SubscriberFor(route_(channel));
+    if (sub->down()) {
       channels_.erase(channel);
       return absl::UnavailableError("redis: task events are unavailable (not subscribed)");
     }
     c.subscriber = sub;
     sub->Add(channel);
-  } else if (!c.subscriber->connected()) {
+  } else if (c.subscriber->down()) {
     return absl::UnavailableError("redis: task events are unavailable (not subscribed)");
   }
   ++c.watchers;
@@ -104,7 +94,7 @@ size_t WatchHub::listeners() {
 bool WatchHub::connected() {
   absl::MutexLock lock(&mu_);
   for (const auto& [name, sub] : subscribers_) {
-    if (!sub->connected()) return false;
+    if (sub->down()) return false;
   }
   return true;
 }

@@ -19,7 +19,7 @@
 // they must be quick and must not call back into the hub.
 //
 // Example:
-//   WatchHub hub(redis_options);
+//   WatchHub hub(redis_options, [&](const std::string& channel) { return NodeOf(channel); });
 //   ASSIGN_OR_RETURN(auto handle, hub.Add("q", "id", [](const WatchHub::Event& e) {...}));
 //   ...
 //   hub.Remove(handle);
@@ -58,17 +58,17 @@ class WatchHub {
   // The node that serves a channel (a Redis Cluster's slot owner).
   using Route = std::function<redis::ConnectionOptions(const std::string& channel)>;
 
-  // Every channel on the one server `redis`.
-  explicit WatchHub(redis::ConnectionOptions redis);
-  // Channels on the nodes `route` names; `redis` holds the credentials and
-  // timeouts for a node named by a MOVED redirection.
+  // Channels on the nodes `route` names (a standalone server: always it);
+  // `redis` holds the credentials and timeouts for a node named by a MOVED
+  // redirection. Subscribers are made as queues get watchers.
   WatchHub(redis::ConnectionOptions redis, Route route);
   ~WatchHub();
 
   WatchHub(const WatchHub&) = delete;
   WatchHub& operator=(const WatchHub&) = delete;
 
-  // UNAVAILABLE when the node of the queue's channel is unreachable.
+  // UNAVAILABLE when the node of the queue's channel is known to be
+  // unreachable (its subscriber failed to connect or lost its connection).
   absl::StatusOr<uint64_t> Add(const std::string& queue, const std::string& id,
                                Listener listener);
   void Remove(uint64_t handle);
@@ -76,7 +76,7 @@ class WatchHub {
   // Listeners registered now (open WatchTask streams).
   size_t listeners();
 
-  // True while every node the hub subscribes on is connected.
+  // False while a node the hub subscribes on is known to be unreachable.
   bool connected();
 
  private:

@@ -39,12 +39,21 @@ bool Subscriber::connected() const {
   return connected_;
 }
 
+bool Subscriber::down() const {
+  absl::MutexLock lock(&mu_);
+  return down_;
+}
+
 void Subscriber::Run() {
   const std::string endpoint = DescribeEndpoint(node_);
   absl::Duration backoff = absl::Milliseconds(50);
   while (!stop_.notified()) {
     absl::StatusOr<std::unique_ptr<Connection>> conn = Connection::Connect(node_);
     if (!conn.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        down_ = true;
+      }
       stop_.WaitFor(backoff);
       backoff = std::min(backoff * 2, absl::Seconds(1));
       continue;
@@ -53,6 +62,7 @@ void Subscriber::Run() {
     {
       absl::MutexLock lock(&mu_);
       connected_ = true;
+      down_ = false;
     }
     // Channels subscribed or asked for on this connection.
     absl::flat_hash_set<std::string> active;
@@ -137,6 +147,7 @@ void Subscriber::Run() {
     {
       absl::MutexLock lock(&mu_);
       connected_ = false;
+      down_ = true;
     }
     if (!stop_.notified()) {
       log::Warning("redis: subscription lost; reconnecting",

@@ -63,6 +63,9 @@ class Subscriber {
 
   // True while connected to the node.
   bool connected() const;
+  // True once a connect failed or the connection was lost, until connected
+  // again (false for a new Subscriber that has not tried yet).
+  bool down() const;
   const ConnectionOptions& node() const { return node_; }
 
  private:
@@ -73,6 +76,7 @@ class Subscriber {
   mutable absl::Mutex mu_;
   absl::flat_hash_set<std::string> wanted_ ABSL_GUARDED_BY(mu_);
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  bool down_ ABSL_GUARDED_BY(mu_) = false;
   StopSignal stop_;
   std::thread thread_;
 };

@@ -86,10 +86,12 @@ TEST_F(SubscriberTest, ResubscribesAfterARedisRestartAndSaysSo) {
   ASSERT_TRUE(WaitFor(absl::Seconds(5), [&] { return Subscribed() == 1; }));
   ASSERT_TRUE(redis_->Kill().ok());
   ASSERT_TRUE(WaitFor(absl::Seconds(5), [&] { return !sub_->connected(); }));
+  EXPECT_TRUE(sub_->down());
   ASSERT_TRUE(redis_->Restart().ok());
   // A second `subscribed` for the channel: what was published meanwhile is
   // unknown to the owner.
   ASSERT_TRUE(WaitFor(absl::Seconds(10), [&] { return Subscribed() == 2; }));
+  EXPECT_FALSE(sub_->down());
   EXPECT_TRUE(WaitFor(absl::Seconds(5), [&] { return Publish("a", "back") == 1; }));
   EXPECT_TRUE(WaitFor(absl::Seconds(5), [&] { return Messages().size() == 1; }));
 }

@@ -34,8 +34,8 @@ class ServiceTest : public ::testing::Test {
     options.connection.command_timeout = absl::Milliseconds(500);
     client_ = std::make_unique<redis::Client>(options);
     broker_ = std::make_unique<broker::Broker>(client_.get(), broker::BrokerOptions{});
-    hub_ = std::make_unique<broker::WatchHub>(redis_->options());
-    ASSERT_TRUE(testing::WaitFor(absl::Seconds(5), [&] { return hub_->connected(); }));
+    const redis::ConnectionOptions node = redis_->options();
+    hub_ = std::make_unique<broker::WatchHub>(node, [node](const std::string&) { return node; });
     service_ = std::make_unique<TaskServiceImpl>(broker_.get(), hub_.get());
     broker::ConsumerOptions consumer_options;
     consumer_options.consumer = "test";
