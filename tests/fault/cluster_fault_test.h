@@ -175,40 +175,6 @@ class ClusterFaultTest : public FaultTest {
     return out;
   }
 
-  // Polls GetTask until every task is terminal or NOT_FOUND (a task a
-  // failover lost stays NOT_FOUND), or `timeout` passes. Returns the last
-  // read of each; NOT_FOUND ones are in `not_found`.
-  std::map<std::string, v1::Task> AwaitFinal(const std::vector<std::string>& names,
-                                             absl::Duration timeout,
-                                             std::set<std::string>* not_found) {
-    std::map<std::string, v1::Task> last;
-    std::map<std::string, int> missing;
-    std::vector<std::string> open = names;
-    const absl::Time deadline = absl::Now() + timeout;
-    while (!open.empty()) {
-      std::vector<std::string> still;
-      for (const std::string& name : open) {
-        v1::Task t;
-        grpc::Status s = mesh_->Get(name, &t);
-        if (s.ok()) {
-          last[name] = t;
-          missing.erase(name);
-          if (testing::IsTerminal(t.state())) continue;
-        } else if (s.error_code() == grpc::StatusCode::NOT_FOUND && ++missing[name] >= 3) {
-          continue;  // Three reads in a row: gone.
-        }
-        still.push_back(name);
-      }
-      open = std::move(still);
-      if (open.empty() || absl::Now() >= deadline) break;
-      absl::SleepFor(absl::Milliseconds(open.size() > 100 ? 100 : 20));
-    }
-    for (const auto& [name, count] : missing) {
-      if (count >= 3) not_found->insert(name);
-    }
-    return last;
-  }
-
   // The ledger check described at the top of the file. `explained(x)` says
   // whether the fault explains that execution `x` was not the task's final
   // one (it ran again).
@@ -216,7 +182,7 @@ class ClusterFaultTest : public FaultTest {
                         const std::function<bool(const testing::Execution&)>& explained) {
     ClusterFigures f;
     std::set<std::string> not_found;
-    const auto finals = AwaitFinal(acked, timeout, &not_found);
+    const auto finals = mesh_->AwaitTerminal(acked, timeout, &not_found);
     f.ledger.acknowledged = static_cast<int64_t>(acked.size());
     f.not_found = static_cast<int64_t>(not_found.size());
     for (const std::string& name : acked) {

@@ -162,20 +162,35 @@ grpc::Status Mesh::Get(const std::string& name, v1::Task* task, absl::Duration d
 }
 
 std::map<std::string, v1::Task> Mesh::AwaitTerminal(const std::vector<std::string>& names,
-                                                    absl::Duration timeout) {
+                                                    absl::Duration timeout,
+                                                    std::set<std::string>* not_found) {
   std::map<std::string, v1::Task> last;
+  std::map<std::string, int> missing;  // NOT_FOUND reads in a row
   std::vector<std::string> open = names;
   const absl::Time deadline = absl::Now() + timeout;
   while (!open.empty()) {
     std::vector<std::string> still;
     for (const std::string& name : open) {
       v1::Task t;
-      if (Get(name, &t).ok()) last[name] = t;
-      if (!IsTerminal(last[name].state())) still.push_back(name);
+      grpc::Status s = Get(name, &t);
+      if (s.ok()) {
+        last[name] = t;
+        missing.erase(name);
+        if (IsTerminal(t.state())) continue;
+      } else if (not_found != nullptr && s.error_code() == grpc::StatusCode::NOT_FOUND &&
+                 ++missing[name] >= 3) {
+        continue;  // Three reads in a row: gone.
+      }
+      still.push_back(name);
     }
     open = std::move(still);
     if (open.empty() || absl::Now() >= deadline) break;
     absl::SleepFor(absl::Milliseconds(open.size() > 100 ? 100 : 20));
+  }
+  if (not_found != nullptr) {
+    for (const auto& [name, count] : missing) {
+      if (count >= 3) not_found->insert(name);
+    }
   }
   return last;
 }

@@ -20,6 +20,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -81,8 +82,11 @@ class Mesh {
 
   // Polls GetTask until every task is terminal (SUCCEEDED, FAILED,
   // CANCELLED) or `timeout` passes; returns the last state read of each.
+  // With `not_found`, a task read NOT_FOUND three times in a row also
+  // counts as final (a failover lost it) and goes there.
   std::map<std::string, v1::Task> AwaitTerminal(const std::vector<std::string>& names,
-                                                absl::Duration timeout);
+                                                absl::Duration timeout,
+                                                std::set<std::string>* not_found = nullptr);
 
   // One command on a fresh connection to the mesh's redis-server (with
   // `cluster`: to the master serving the command's key, redis::RoutingKey).
