@@ -3,9 +3,21 @@
 # exit, free ports, CPU and RSS from /proc, idempotent installs, the -c opt
 # build, Redis INFO cpu, and results.jsonl records.
 #
-# The caller sets, before sourcing: T0 (start time), BUDGET (seconds), OUT,
-# RESULTS, PY, PEERS, PROFILE, NODE_DIR; before calling start_workers: BIN,
-# WORKERS, WORKER_CONCURRENCY.
+# The caller sets, before sourcing: T0 (start time), OUT, RESULTS, PY, PEERS,
+# PROFILE, NODE_DIR; before calling start_workers: BIN.
+
+# Load settings, the same for taskmesh, the echo ceiling and the cluster runs
+# (each from its BENCH_* variable).
+BUDGET=${BENCH_BUDGET_S:-570}  # phases are skipped rather than run past this
+CHANNELS=${BENCH_CHANNELS:-2}
+CONCURRENCY=${BENCH_CONCURRENCY:-64}
+SECONDS_PER_RUN=${BENCH_SECONDS:-3}
+E2E_TASKS=${BENCH_E2E_TASKS:-100000}
+E2E_BATCH=${BENCH_E2E_BATCH:-100}
+E2E_CALLS=${BENCH_E2E_CALLS:-4}
+WORKERS=${BENCH_WORKERS:-1}
+WORKER_CONCURRENCY=${BENCH_WORKER_CONCURRENCY:-64}
+ROUNDTRIPS=${BENCH_ROUNDTRIPS:-2000}
 
 log() { echo "[$(($(date +%s) - T0))s] $*" >&2; }
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
