@@ -91,7 +91,8 @@ SYSTEMS = [
 ]
 
 
-def cluster_main(f, out):
+def report_start(out):
+    """The report's lines so far (the machine's state, when recorded) and its appender."""
     lines = []
     p = lines.append
     machine = os.path.join(out, "machine.txt")
@@ -100,6 +101,11 @@ def cluster_main(f, out):
         p(open(machine).read().rstrip())
         p("```")
         p("")
+    return lines, p
+
+
+def cluster_main(f, out):
+    lines, p = report_start(out)
     reps = max([len(f.values("sa_e2e", "e2e_tasks_per_s")), 1])
     p(f"Medians of {reps} rounds (min–max in brackets); ratios between medians of this run.")
     p("")
@@ -165,14 +171,7 @@ def main(out):
     f = Figures(load(out))
     if f.values("k1_create_max", "rps"):
         return cluster_main(f, out)
-    lines = []
-    p = lines.append
-    machine = os.path.join(out, "machine.txt")
-    if os.path.exists(machine):
-        p("```")
-        p(open(machine).read().rstrip())
-        p("```")
-        p("")
+    lines, p = report_start(out)
     reps = max([len(f.values("e2e", "e2e_tasks_per_s")), 1])
     p(f"Medians of {reps} (min–max in brackets). Ratios are taken between medians of this run.")
     p("")
