@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/keys.h"
+#include "broker/partitions.h"
 #include "broker/script_call.h"
 #include "broker/scripts.h"
 #include "common/status_macros.h"
@@ -92,6 +93,12 @@ absl::Status Consumer::EnsureGroups(const std::vector<std::string>& queues) {
   wait->mu.Await(absl::Condition(
       +[](int* left) { return *left == 0; }, &wait->left));
   return wait->first_error;
+}
+
+absl::StatusOr<std::vector<std::string>> Consumer::Partitions(const std::string& queue) {
+  ASSIGN_OR_RETURN(Reply reply, client_->Call(ReadPartitionsArgs(queue)));
+  ASSIGN_OR_RETURN(PartitionMap map, ParsePartitionMap(reply));
+  return map.Names(queue);
 }
 
 absl::StatusOr<redis::ConnectionOptions> Consumer::NodeOf(const std::string& queue) const {

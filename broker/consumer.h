@@ -86,6 +86,11 @@ class Consumer {
   // existed are delivered.
   absl::Status EnsureGroups(const std::vector<std::string>& queues);
 
+  // The partitions a worker of `queue` fetches from (broker/partitions.h):
+  // every one that may hold tasks; `queue` alone unless it was partitioned.
+  // The other calls take a partition's name wherever they take a queue's.
+  absl::StatusOr<std::vector<std::string>> Partitions(const std::string& queue);
+
   // The node to open the blocking connection of Wait() on for `queue`: the
   // Redis server, or in a Redis Cluster the master serving the queue's slot.
   absl::StatusOr<redis::ConnectionOptions> NodeOf(const std::string& queue) const;

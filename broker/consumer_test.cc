@@ -456,7 +456,7 @@ TEST_F(ConsumerTest, OnlyWatchedTasksPublishTheirTransitions) {
 
   // Watched (WatchTask's first read): each later transition is published.
   ASSERT_TRUE(Create("q", "loud", EchoTask()).ok());
-  auto read = Await<Broker::Versioned>([&](auto cb) { broker_->Watch("q", "loud", std::move(cb)); });
+  auto read = Await<Broker::Versioned>([&](auto cb) { broker_->WatchAt("q", 0, "loud", std::move(cb)); });
   ASSERT_TRUE(read.ok()) << read.status();
   EXPECT_EQ(read->task.state(), Task::PENDING);
   EXPECT_EQ(read->version, 1);
@@ -479,7 +479,7 @@ TEST_F(ConsumerTest, OnlyWatchedTasksPublishTheirTransitions) {
   }
 
   // Watching a task that does not exist creates nothing.
-  auto missing = Await<Broker::Versioned>([&](auto cb) { broker_->Watch("q", "nope", std::move(cb)); });
+  auto missing = Await<Broker::Versioned>([&](auto cb) { broker_->WatchAt("q", 0, "nope", std::move(cb)); });
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
   EXPECT_EQ(Count({"EXISTS", TaskKey("q", "nope")}), 0);
 }

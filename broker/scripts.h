@@ -58,6 +58,9 @@ const redis::Script& Watch();
 const redis::Script& List();
 // A queue's figures: paused, counts by state, outcomes in the last minute.
 const redis::Script& Stats();
+// Readies a partition (streams, groups, pause, rate limit) before a queue's
+// new partition count is published (broker/partitions.h).
+const redis::Script& InitPartition();
 
 }  // namespace taskmesh::broker::scripts
 

@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/optional.h"
+#include "broker/partitions.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -51,7 +52,7 @@ absl::Status ParseJsonValue(const std::string& json, google::protobuf::Value* va
 int64_t RecordVersion(const Record& record) { return IntField(record, "ver"); }
 
 std::string TaskName(absl::string_view queue, absl::string_view id) {
-  return absl::StrCat("queues/", queue, "/tasks/", id);
+  return absl::StrCat("queues/", QueueOfPartition(queue), "/tasks/", id);
 }
 
 absl::StatusOr<Blob> PayloadOf(const Task& task) {

@@ -61,7 +61,7 @@ int64_t RecordVersion(const Record& record);
 // The task's payload (a Value becomes compact JSON text).
 absl::StatusOr<Blob> PayloadOf(const taskmesh::v1::Task& task);
 
-// `queues/{queue}/tasks/{id}`.
+// `queues/{queue}/tasks/{id}`; for a partition (`Q~p`, partitions.h), its queue's name.
 std::string TaskName(absl::string_view queue, absl::string_view id);
 
 }  // namespace taskmesh::broker

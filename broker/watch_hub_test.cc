@@ -55,7 +55,7 @@ TEST_F(WatchHubTest, FirstWatcherOfAQueueGetsAResyncThenEveryTransition) {
   // Subscribed: the listener is told to read (it may have missed events).
   ASSERT_TRUE(WaitFor(absl::Seconds(5), [&] { return Seen("t").size() == 1; }));
   EXPECT_EQ(Seen("t")[0], "resync");
-  auto read = Await<Broker::Versioned>([&](auto cb) { broker_->Watch("q", "t", std::move(cb)); });
+  auto read = Await<Broker::Versioned>([&](auto cb) { broker_->WatchAt("q", 0, "t", std::move(cb)); });
   ASSERT_TRUE(read.ok()) << read.status();
   const Lease lease = FetchOne("q");
   ASSERT_EQ(*Complete(lease, Success("r")), Completion::kSucceeded);
@@ -91,7 +91,7 @@ TEST_F(WatchHubTest, ARedisRestartResyncsEveryListenerAndDeleteIsAnEvent) {
   ASSERT_TRUE(WaitFor(absl::Seconds(10), [&] { return Seen("t").size() == 2; }));
   EXPECT_EQ(Seen("t")[1], "resync");
   ASSERT_TRUE(Create("q", "t", EchoTask()).ok());
-  ASSERT_TRUE(Await<Broker::Versioned>([&](auto cb) { broker_->Watch("q", "t", std::move(cb)); })
+  ASSERT_TRUE(Await<Broker::Versioned>([&](auto cb) { broker_->WatchAt("q", 0, "t", std::move(cb)); })
                   .ok());
   ASSERT_TRUE(Await<bool>([&](auto cb) { broker_->Delete("q", "t", std::move(cb)); }).ok());
   ASSERT_TRUE(WaitFor(absl::Seconds(5), [&] { return Seen("t").size() == 3; }));

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "broker/partitions.h"
 #include "common/grpc_status.h"
 #include "task_service/validation.h"
 #include "task_service/watch_task.h"
@@ -250,24 +251,51 @@ grpc::ServerUnaryReactor* TaskServiceImpl::UpdateQueue(
     taskmesh::v1::Queue* response) {
   absl::StatusOr<std::string> queue = ParseQueueName(request->queue().name(), "queue.name");
   if (!queue.ok()) return FinishNow(context, queue.status());
+  bool rate_named = request->update_mask().paths().empty();
+  bool partitions_named = false;
   for (const std::string& path : request->update_mask().paths()) {
-    if (path != "rate_limit" && path != "rateLimit") {
+    if (path == "rate_limit" || path == "rateLimit") {
+      rate_named = true;
+    } else if (path == "partitions") {
+      partitions_named = true;
+    } else {
       return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
-                                    "update_mask: only rate_limit can be updated; got '", path,
-                                    "'")));
+                                    "update_mask: only rate_limit and partitions can be "
+                                    "updated; got '",
+                                    path, "'")));
     }
   }
   const double rate = request->queue().rate_limit();
-  if (!(rate >= 0 && rate <= kMaxRateLimit)) {
+  if (rate_named && !(rate >= 0 && rate <= kMaxRateLimit)) {
     return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
                                   "queue.rate_limit: must be from 0 (unlimited) to ",
                                   kMaxRateLimit, " tasks per second")));
   }
+  const int partitions = request->queue().partitions();
+  if (partitions_named && !(partitions >= 1 && partitions <= broker::kMaxPartitions)) {
+    return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
+                                  "queue.partitions: must be from 1 to ", broker::kMaxPartitions,
+                                  "; got ", partitions)));
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  broker_->SetRateLimit(*queue, rate, [reactor, response](absl::StatusOr<taskmesh::v1::Queue> q) {
+  auto finish = [reactor, response](absl::StatusOr<taskmesh::v1::Queue> q) {
     if (q.ok()) *response = *std::move(q);
     reactor->Finish(ToGrpcStatus(q.status()));
-  });
+  };
+  // Partitions first, so that a rate limit set with them is shared by all.
+  auto set_rate = [this, queue = *queue, rate, rate_named,
+                   finish](absl::StatusOr<taskmesh::v1::Queue> q) mutable {
+    if (!q.ok() || !rate_named) {
+      finish(std::move(q));
+      return;
+    }
+    broker_->SetRateLimit(queue, rate, finish);
+  };
+  if (partitions_named) {
+    broker_->SetPartitions(*queue, partitions, std::move(set_rate));
+  } else {
+    set_rate(taskmesh::v1::Queue());
+  }
   return reactor;
 }
 

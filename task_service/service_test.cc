@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "broker/partitions.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
@@ -363,6 +364,81 @@ TEST_F(ServiceTest, QueueControlOverGrpc) {
     r.set_name("queues/never");
     grpc::ClientContext ctx;
     EXPECT_EQ(stub_->GetQueue(&ctx, r, &q).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+}
+
+TEST_F(ServiceTest, PartitionedQueueOverGrpc) {
+  Task seed;
+  ASSERT_TRUE(Create(R"({"parent":"queues/hot","task":{"type":"echo"}})", &seed).ok());
+  taskmesh::v1::Queue q;
+  {
+    taskmesh::v1::UpdateQueueRequest r;
+    r.mutable_queue()->set_name("queues/hot");
+    r.mutable_queue()->set_partitions(3);
+    r.mutable_queue()->set_rate_limit(9);
+    r.mutable_update_mask()->add_paths("partitions");
+    r.mutable_update_mask()->add_paths("rate_limit");
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->UpdateQueue(&ctx, r, &q);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(q.partitions(), 3);
+    EXPECT_EQ(q.rate_limit(), 9);
+    r.mutable_queue()->set_partitions(65);
+    grpc::ClientContext bad;
+    s = stub_->UpdateQueue(&bad, r, &q);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("queue.partitions: must be from 1 to 64"));
+  }
+  // A task outside partition 0, watched through its queue's name.
+  std::string id;
+  for (int i = 0; id.empty(); ++i) {
+    if (broker::PartitionFor(absl::StrCat("w", i), 3) == 2) id = absl::StrCat("w", i);
+  }
+  Task created;
+  ASSERT_TRUE(Create(absl::StrCat(R"({"parent":"queues/hot","task_id":")", id,
+                                  R"(","task":{"type":"echo"}})"),
+                     &created)
+                  .ok());
+  taskmesh::v1::WatchTaskRequest request;
+  request.set_name(created.name());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  auto reader = stub_->WatchTask(&ctx, request);
+  Task snapshot;
+  ASSERT_TRUE(reader->Read(&snapshot));
+  EXPECT_EQ(snapshot.state(), Task::PENDING);
+  EXPECT_EQ(snapshot.name(), "queues/hot/tasks/" + id);
+  broker::Lease lease = StartNext(broker::PartitionName("hot", 2));
+  EXPECT_EQ(lease.task_id, id);
+  ASSERT_TRUE(reader->Read(&snapshot));
+  EXPECT_EQ(snapshot.state(), Task::RUNNING);
+  Finish(lease, "done");
+  ASSERT_TRUE(reader->Read(&snapshot));
+  EXPECT_EQ(snapshot.state(), Task::SUCCEEDED);
+  EXPECT_FALSE(reader->Read(&snapshot));
+  EXPECT_TRUE(reader->Finish().ok());
+  {
+    taskmesh::v1::ListTasksRequest r;
+    r.set_parent("queues/hot");
+    r.set_page_size(1);
+    std::vector<std::string> names;
+    for (int pages = 0; pages < 10; ++pages) {
+      taskmesh::v1::ListTasksResponse resp;
+      grpc::ClientContext lctx;
+      ASSERT_TRUE(stub_->ListTasks(&lctx, r, &resp).ok());
+      for (const Task& t : resp.tasks()) names.push_back(t.name());
+      if (resp.next_page_token().empty()) break;
+      r.set_page_token(resp.next_page_token());
+    }
+    EXPECT_THAT(names, ::testing::UnorderedElementsAre(seed.name(), created.name()));
+  }
+  {
+    taskmesh::v1::GetQueueRequest r;
+    r.set_name("queues/hot");
+    grpc::ClientContext gctx;
+    ASSERT_TRUE(stub_->GetQueue(&gctx, r, &q).ok());
+    EXPECT_EQ(q.pending(), 1);
+    EXPECT_EQ(q.partitions(), 3);
   }
 }
 

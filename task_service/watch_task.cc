@@ -35,24 +35,11 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
       return;
     }
     ref_ = *ref;
+    // Events come on the channel of the task's partition (broker/partitions.h).
     std::weak_ptr<Watch> weak = shared_from_this();
-    absl::StatusOr<uint64_t> handle =
-        hub_->Add(ref_.queue, ref_.id, [weak](const broker::WatchHub::Event& event) {
-          if (auto self = weak.lock()) self->OnEvent(event);
-        });
-    if (!handle.ok()) {
-      End(handle.status());
-      return;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      handle_ = *handle;
-      // The first snapshot is a plain read.
-      broker::WatchHub::Event first;
-      first.resync = true;
-      events_.push_back(first);
-    }
-    Pump();
+    broker_->Locate(ref_.queue, ref_.id, [weak](absl::StatusOr<int> partition) {
+      if (auto self = weak.lock()) self->Subscribe(std::move(partition));
+    });
   }
 
   void OnWriteDone(bool ok) override {
@@ -77,7 +64,12 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
   }
 
   void OnDone() override {
-    hub_->Remove(handle_);
+    uint64_t handle;
+    {
+      absl::MutexLock lock(&mu_);
+      handle = handle_;
+    }
+    if (handle != 0) hub_->Remove(handle);
     self_.reset();  // May delete this.
   }
 
@@ -85,6 +77,41 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
   std::shared_ptr<Watch> self_;
 
  private:
+  void Subscribe(absl::StatusOr<int> partition) {
+    if (!partition.ok()) {
+      End(partition.status());
+      return;
+    }
+    std::weak_ptr<Watch> weak = shared_from_this();
+    absl::StatusOr<uint64_t> handle =
+        hub_->Add(broker::PartitionName(ref_.queue, *partition), ref_.id,
+                  [weak](const broker::WatchHub::Event& event) {
+                    if (auto self = weak.lock()) self->OnEvent(event);
+                  });
+    if (!handle.ok()) {
+      End(handle.status());
+      return;
+    }
+    bool cancelled;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled = finished_;  // While the task was being located.
+      if (!cancelled) {
+        partition_ = *partition;
+        handle_ = *handle;
+        // The first snapshot is a plain read.
+        broker::WatchHub::Event first;
+        first.resync = true;
+        events_.push_back(first);
+      }
+    }
+    if (cancelled) {
+      hub_->Remove(*handle);
+      return;
+    }
+    Pump();
+  }
+
   void OnEvent(const broker::WatchHub::Event& event) {
     {
       absl::MutexLock lock(&mu_);
@@ -98,8 +125,10 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
   // at a time, so snapshots keep the events' order.
   void Pump() {
     broker::WatchHub::Event event;
+    int partition;
     {
       absl::MutexLock lock(&mu_);
+      partition = partition_;
       while (true) {
         if (finished_ || reading_ || writing_ || events_.empty()) return;
         event = events_.front();
@@ -130,9 +159,9 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
     };
     if (event.resync) {
       // Marks the task watched, so that its transitions publish events.
-      broker_->Watch(ref_.queue, ref_.id, std::move(on_read));
+      broker_->WatchAt(ref_.queue, partition, ref_.id, std::move(on_read));
     } else {
-      broker_->Read(ref_.queue, ref_.id, std::move(on_read));
+      broker_->ReadAt(ref_.queue, partition, ref_.id, std::move(on_read));
     }
   }
 
@@ -180,9 +209,11 @@ class Watch final : public grpc::ServerWriteReactor<Task>,
   broker::Broker* const broker_;
   broker::WatchHub* const hub_;
   TaskRef ref_;
-  uint64_t handle_ = 0;
 
   absl::Mutex mu_;
+  // The task's partition; its events' listener in the hub (0: none yet).
+  int partition_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t handle_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<broker::WatchHub::Event> events_ ABSL_GUARDED_BY(mu_);
   int64_t version_ ABSL_GUARDED_BY(mu_) = -1;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;

@@ -44,6 +44,7 @@ Worker::Worker(WorkerOptions options, const HandlerRegistry* registry, broker::C
     : options_(std::move(options)),
       registry_(registry),
       consumer_(consumer),
+      partitions_(options_.queues),
       node_waiters_(consumer) {}
 
 Worker::~Worker() {
@@ -219,11 +220,34 @@ absl::StatusOr<std::vector<broker::Lease>> Worker::WaitIdle(
   });
 }
 
+absl::StatusOr<std::vector<std::string>> Worker::RefreshPartitions() {
+  std::vector<std::string> all;
+  for (const std::string& q : options_.queues) {
+    ASSIGN_OR_RETURN(std::vector<std::string> partitions, consumer_->Partitions(q));
+    all.insert(all.end(), partitions.begin(), partitions.end());
+  }
+  RETURN_IF_ERROR(consumer_->EnsureGroups(all));
+  bool changed;
+  {
+    absl::MutexLock lock(&mu_);
+    changed = all != partitions_;
+    partitions_ = all;
+  }
+  if (changed) {
+    log::Info("fetching from the queues' partitions",
+              {{"partitions", absl::StrJoin(all, ",")}});
+  }
+  return all;
+}
+
 void Worker::FetchLoop() {
   // Blocking connections by node ("host:port"): one for a standalone Redis;
   // in a Redis Cluster, one per master that serves some of the queues.
   absl::flat_hash_map<std::string, std::unique_ptr<redis::Connection>> conns;
   bool groups = false;  // The queues' consumer groups exist.
+  // The partitions fetched from (RefreshPartitions), and when to look again.
+  std::vector<std::string> queues;
+  absl::Time next_refresh = absl::InfinitePast();
   absl::Duration backoff = absl::Milliseconds(50);
   absl::Status last_error;
   absl::Time next_reclaim = absl::Now();
@@ -252,11 +276,16 @@ void Worker::FetchLoop() {
   while (true) {
     int free = capacity();
     if (free <= 0) break;  // Stopping.
-    if (!groups) {
-      if (absl::Status s = consumer_->EnsureGroups(options_.queues); !s.ok()) {
-        if (!failed(s)) break;
+    if (!groups || absl::Now() >= next_refresh) {
+      absl::StatusOr<std::vector<std::string>> refreshed = RefreshPartitions();
+      if (!refreshed.ok()) {
+        if (!failed(refreshed.status())) break;
         continue;
       }
+      queues = *std::move(refreshed);
+      next_refresh = absl::Now() + options_.partitions_refresh;
+    }
+    if (!groups) {
       groups = true;
       connected_ = true;
       backoff = absl::Milliseconds(50);
@@ -269,7 +298,7 @@ void Worker::FetchLoop() {
     // Tasks whose worker died or froze come first: they waited longest.
     if (absl::Now() >= next_reclaim) {
       next_reclaim = absl::Now() + options_.reclaim_interval;
-      for (const std::string& q : options_.queues) {
+      for (const std::string& q : queues) {
         if (free - got <= 0) break;
         absl::StatusOr<std::vector<broker::Lease>> r = consumer_->Reclaim(q, free - got);
         if (!r.ok()) {
@@ -286,14 +315,15 @@ void Worker::FetchLoop() {
         Accept(*std::move(r));
       }
     }
-    // Then new tasks, queue by queue, starting with a different queue each
-    // round so that none is favoured.
+    // Then new tasks, partition by partition (a queue's own name when it has
+    // one), starting with a different one each round so that none is
+    // favoured.
     // Queues to block on when all is idle: not paused, not rate-limited (a
     // blocking read would bypass the limiter; those are polled instead).
     std::vector<std::string> active;
     absl::Duration idle_wait = options_.fetch_block;
-    for (size_t i = 0; error.ok() && i < options_.queues.size() && free - got > 0; ++i) {
-      const std::string& q = options_.queues[(rotate + i) % options_.queues.size()];
+    for (size_t i = 0; error.ok() && i < queues.size() && free - got > 0; ++i) {
+      const std::string& q = queues[(rotate + i) % queues.size()];
       absl::StatusOr<broker::Consumer::Fetched> f = consumer_->Fetch(q, free - got);
       if (!f.ok()) {
         error = f.status();
@@ -467,7 +497,12 @@ void Worker::MaintainLoop() {
   auto next_heartbeat = Clock::now() + interval;
   while (true) {
     absl::Duration sleep = options_.promote_interval;
-    for (const std::string& q : options_.queues) {
+    std::vector<std::string> partitions;
+    {
+      absl::MutexLock lock(&mu_);
+      partitions = partitions_;
+    }
+    for (const std::string& q : partitions) {
       absl::StatusOr<absl::Duration> next = consumer_->Promote(q, 1000);
       if (next.ok()) sleep = std::min(sleep, *next);
     }

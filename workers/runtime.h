@@ -60,6 +60,9 @@ struct WorkerOptions {
   absl::Duration heartbeat_interval = absl::Seconds(1);
   // How often expired leases are looked for.
   absl::Duration reclaim_interval = absl::Seconds(1);
+  // How often the queues' partitions are looked up (broker/partitions.h): a
+  // queue given more partitions is fetched from all of them within this.
+  absl::Duration partitions_refresh = absl::Seconds(2);
   // Longest sleep between promotions of due scheduled tasks (precision).
   absl::Duration promote_interval = absl::Milliseconds(100);
   // Retry backoff: a delay drawn uniformly from [0, min(cap, base * 2^(n-1)))
@@ -122,6 +125,9 @@ class Worker {
   using JobPtr = std::shared_ptr<Job>;
 
   void FetchLoop();
+  // Looks up the queues' partitions, makes sure their consumer groups exist,
+  // and stores them in partitions_ (logging a change).
+  absl::StatusOr<std::vector<std::string>> RefreshPartitions();
   // The idle path of FetchLoop: with `active` on one node, a blocking read
   // there (Consumer::Wait) on its connection in `conns` (made when missing),
   // which starts what arrives; on several nodes, NodeWaiters::Wait (the loop
@@ -157,6 +163,9 @@ class Worker {
   broker::Consumer* const consumer_;
 
   mutable absl::Mutex mu_;
+  // What the worker fetches from: the partitions of options_.queues (each
+  // queue alone unless partitioned), set by the fetcher.
+  std::vector<std::string> partitions_ ABSL_GUARDED_BY(mu_);
   // Started tasks waiting for a handler thread.
   std::deque<JobPtr> ready_ ABSL_GUARDED_BY(mu_);
   // Every task this worker holds a lease on, by "queue/id".

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "broker/partitions.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -58,6 +59,7 @@ class RuntimeTest : public ::testing::Test {
     options.promote_interval = absl::Milliseconds(20);
     options.retry_base = absl::Milliseconds(50);
     options.retry_cap = absl::Milliseconds(200);
+    options.partitions_refresh = absl::Milliseconds(100);
     worker_ = std::make_unique<Worker>(options, &registry_, consumer_.get());
     ASSERT_TRUE(worker_->Start().ok());
   }
@@ -166,6 +168,29 @@ TEST_F(RuntimeTest, TasksCreatedBeforeTheWorkerStartsRunOnceEach) {
   for (const std::string& id : ids) ASSERT_EQ(AwaitTerminal(id).state(), Task::SUCCEEDED) << id;
   absl::MutexLock lock(&mu_);
   EXPECT_EQ(runs_.size(), 300u);
+  for (const auto& [name, runs] : runs_) EXPECT_EQ(runs, 1) << name;
+}
+
+TEST_F(RuntimeTest, FetchesFromEveryPartitionIncludingOnesAddedWhileRunning) {
+  const std::string before = Create("count", "");
+  StartWorker(/*concurrency=*/4);
+  ASSERT_EQ(AwaitTerminal(before).state(), Task::SUCCEEDED);
+  absl::Notification set;
+  broker_->SetPartitions("q", 4, [&](absl::StatusOr<taskmesh::v1::Queue> q) {
+    EXPECT_TRUE(q.ok()) << q.status();
+    set.Notify();
+  });
+  set.WaitForNotification();
+  std::vector<std::string> ids;
+  absl::flat_hash_map<int, int> per_partition;
+  for (int i = 0; i < 200; ++i) {
+    ids.push_back(Create("count", ""));
+    ++per_partition[broker::PartitionFor(ids.back(), 4)];
+  }
+  ASSERT_EQ(per_partition.size(), 4u) << "200 tasks over 4 partitions";
+  for (const std::string& id : ids) ASSERT_EQ(AwaitTerminal(id).state(), Task::SUCCEEDED) << id;
+  absl::MutexLock lock(&mu_);
+  EXPECT_EQ(runs_.size(), 201u);
   for (const auto& [name, runs] : runs_) EXPECT_EQ(runs, 1) << name;
 }
 

@@ -4,12 +4,13 @@
 -- -> {'paused'} | {'nogroup'} | {'ok' or 'limited', ms until a token is
 --    due (rate-limited queues), stream, entry id, record, ...}
 --- @include "includes/prelude.lua"
-local meta = redis.call('HMGET', KEYS[1], 'paused', 'rate', 'tokens', 'tts')
+local meta = redis.call('HMGET', KEYS[1], 'paused', 'rate', 'tokens', 'tts', 'rshare')
 if meta[1] == '1' then return {'paused'} end
 local now = now_ms()
 local want = tonumber(ARGV[4])
--- Rate limit: a token bucket shared by every worker.
-local rate = tonumber(meta[2]) or 0
+-- Rate limit: a token bucket shared by every worker. A partitioned queue's
+-- limit is shared evenly by its `rshare` partitions (broker/partitions.h).
+local rate = (tonumber(meta[2]) or 0) / (tonumber(meta[5]) or 1)
 local tokens = 0
 if rate > 0 then
   local burst = math.max(1, rate)
