@@ -48,9 +48,11 @@ class ClusterFlowTest : public ::testing::Test {
     ASSERT_EQ(seen.size(), 3u);
   }
 
-  void StartWorker(const std::string& name) {
+  // A worker of `queues` (default: queues_).
+  void StartWorker(const std::string& name, std::vector<std::string> queues = {}) {
+    if (queues.empty()) queues = queues_;
     std::string list;
-    for (const std::string& q : queues_) absl::StrAppend(&list, list.empty() ? "" : ",", q);
+    for (const std::string& q : queues) absl::StrAppend(&list, list.empty() ? "" : ",", q);
     auto w = mesh_->StartWorker({testing::BinaryPath("workers/worker"), name,
                                  {absl::StrCat("--queues=", list), "--concurrency=4",
                                   "--drain_timeout=5s"}});
@@ -114,6 +116,65 @@ TEST_F(ClusterFlowTest, TasksOfQueuesOnEveryMasterRunAndAreListed) {
   std::set<std::string> listed;
   for (const auto& q : queues.queues()) listed.insert(q.name());
   for (const std::string& q : queues_) EXPECT_TRUE(listed.count(absl::StrCat("queues/", q))) << q;
+}
+
+TEST_F(ClusterFlowTest, APartitionedQueueSpansTheMastersAndChangingKUnderLoadLosesNothing) {
+  // A queue whose first three partitions live on three different masters.
+  std::string hot;
+  for (int i = 0; hot.empty() && i < 1000; ++i) {
+    const std::string q = absl::StrCat("hot", i);
+    std::set<int> masters;
+    for (const std::string& part : {q, q + "~1", q + "~2"}) {
+      auto m = mesh_->cluster().MasterOfSlot(redis::KeySlot(absl::StrCat("{", part, "}")));
+      ASSERT_TRUE(m.ok());
+      masters.insert(*m);
+    }
+    if (masters.size() == 3) hot = q;
+  }
+  ASSERT_FALSE(hot.empty());
+  std::vector<std::string> names = {CreateOk(hot, "echo").name()};
+  StartWorker("pw1", {hot});
+  auto set_partitions = [&](int k) {
+    v1::UpdateQueueRequest update;
+    update.mutable_queue()->set_name(absl::StrCat("queues/", hot));
+    update.mutable_queue()->set_partitions(k);
+    update.mutable_update_mask()->add_paths("partitions");
+    v1::Queue q;
+    grpc::Status s = Call(&v1::TaskService::Stub::UpdateQueue, update, &q);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(q.partitions(), k);
+  };
+  // Tasks flow while K goes 1 -> 3 -> 5 -> 2.
+  for (int k : {3, 5, 2}) {
+    set_partitions(k);
+    for (int i = 0; i < 40; ++i) names.push_back(CreateOk(hot, "echo").name());
+  }
+  auto done = mesh_->AwaitTerminal(names, absl::Seconds(60));
+  for (const std::string& n : names) {
+    EXPECT_EQ(done[n].state(), Task::SUCCEEDED) << n << "\n" << workers_[0]->Log();
+    EXPECT_EQ(done[n].attempt(), 1) << n;
+  }
+  // Stats sum the 5 partitions; nothing is left anywhere.
+  v1::GetQueueRequest get;
+  get.set_name(absl::StrCat("queues/", hot));
+  v1::Queue q;
+  ASSERT_TRUE(Call(&v1::TaskService::Stub::GetQueue, get, &q).ok());
+  EXPECT_EQ(q.partitions(), 2);
+  EXPECT_EQ(q.pending() + q.running() + q.scheduled(), 0);
+  // Every partition was used, on every master.
+  std::set<int> used_partitions;
+  for (const std::string& n : names) {
+    const std::string id = n.substr(n.rfind('/') + 1);
+    for (int p = 0; p < 5; ++p) {
+      const std::string part = p == 0 ? hot : absl::StrCat(hot, "~", p);
+      const std::string key = absl::StrCat("taskmesh:{", part, "}:t:", id);
+      auto master = mesh_->cluster().MasterOfSlot(redis::KeySlot(key));
+      ASSERT_TRUE(master.ok());
+      auto exists = mesh_->cluster().Command(*master, {"EXISTS", key});
+      if (exists.ok() && exists->integer() == 1) used_partitions.insert(p);
+    }
+  }
+  EXPECT_EQ(used_partitions.size(), 5u);
 }
 
 TEST_F(ClusterFlowTest, WatchPauseAndCancelWorkOnEveryMaster) {
