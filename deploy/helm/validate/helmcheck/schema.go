@@ -32,6 +32,7 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -41,8 +42,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-
-	"encoding/json"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
@@ -269,19 +268,6 @@ func (s *Schemas) compile(u string) (*jsonschema.Schema, error) {
 	}
 	s.compiled[u] = c
 	return c, nil
-}
-
-// Known reports whether some vendored schema describes g, and where.
-func (s *Schemas) Known(g GVK) bool {
-	if _, ok := s.crds[g]; ok {
-		return true
-	}
-	for _, r := range s.releases {
-		if ok, _ := s.servedBy(r, g); ok {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Schemas) servedBy(release string, g GVK) (bool, string) {
