@@ -27,8 +27,9 @@ packages=(
   lua-check                        # broker/lua: luacheck over the Lua scripts (a test)
 )
 if [[ "${1:-}" == "--chart" ]]; then
-  packages+=(golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
-            python3-kubernetes python3-yaml)
+  # deploy/helm/validate: its Go program (helm.sh/helm/v4) builds with Go
+  # >= 1.26 (/usr/local/go) from the Go module cache, not from Debian.
+  packages+=(python3-yaml)
 fi
 if [[ "${1:-}" == "--bench" ]]; then
   # bench/gateway/run.sh: load generators and the HTTP ceiling.

@@ -1,11 +1,11 @@
 package keda
 
 // The ScaledObjects the Helm chart renders, read from the chart itself: the
-// test renders deploy/helm/taskmesh with testdata/values-keda.yaml through the
-// repository's own Helm-less renderer (deploy/helm/validate/render, Go's
-// text/template + sprig, built in GOPATH mode against Debian's Go packages as
-// deploy/helm/validate/run.sh does), so the trigger metadata handed to KEDA's
-// scalers below is exactly what `helm template` would give KEDA's operator.
+// test renders deploy/helm/taskmesh with testdata/values-keda.yaml through
+// Helm's own engine (deploy/helm/validate/helmcheck, helm.sh/helm/v4 as a
+// library, built as deploy/helm/validate/run.sh builds it), so the trigger
+// metadata handed to KEDA's scalers below is what `helm template` gives
+// KEDA's operator.
 
 import (
 	"fmt"
@@ -75,19 +75,18 @@ func renderScaledObjects(t *testing.T) map[string]ScaledObject {
 func renderScaledObjectsFrom(t *testing.T, values string) map[string]ScaledObject {
 	t.Helper()
 	root := repoRoot(t)
-	bin := filepath.Join(t.TempDir(), "render")
+	bin := filepath.Join(t.TempDir(), "helmcheck")
 	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join(root, "deploy", "helm", "validate", "render")
-	// As deploy/helm/validate/run.sh builds it: offline, GOPATH mode, sprig
-	// and yaml.v2 from Debian (scripts/install_deps.sh --chart).
-	build.Env = append(os.Environ(), "GO111MODULE=off", "GOPATH=/usr/share/gocode", "GOFLAGS=",
-		"GOPROXY=off", "GOTOOLCHAIN=local")
+	build.Dir = filepath.Join(root, "deploy", "helm", "validate", "helmcheck")
+	// As deploy/helm/validate/run.sh builds it: its own go.mod/go.sum, the
+	// modules from Go's module cache.
+	build.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOTOOLCHAIN=local")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the chart renderer (needs `scripts/install_deps.sh --chart`): %v\n%s", err, out)
+		t.Fatalf("building deploy/helm/validate/helmcheck: %v\n%s", err, out)
 	}
-	render := exec.Command(bin, "-chart", filepath.Join(root, "deploy", "helm", "taskmesh"),
+	render := exec.Command(bin, "template", "-chart", filepath.Join(root, "deploy", "helm", "taskmesh"),
 		"-f", filepath.Join(root, "tests", "keda", "testdata", values),
-		"-name", "kedatest", "-namespace", "kedatest", "-strict")
+		"-name", "kedatest", "-namespace", "kedatest")
 	var stderr strings.Builder
 	render.Stderr = &stderr
 	out, err := render.Output()

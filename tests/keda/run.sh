@@ -8,8 +8,8 @@
 # Builds nothing but the Go test (the C++ binaries must be built already:
 # bazel build //task_service:task_service //workers:worker). Needs Go >= 1.26
 # (/usr/local/go/bin/go is used when present), the Go module proxy on a cold
-# cache, redis-server, and the Debian Go packages of the chart renderer
-# (scripts/install_deps.sh --chart). The module and build caches stay at Go's
+# cache, redis-server, and the modules of the chart renderer
+# (deploy/helm/validate/helmcheck, its own go.mod). The module and build caches stay at Go's
 # defaults (GOMODCACHE ~/go/pkg/mod, GOCACHE ~/.cache/go-build) so that later
 # runs are quick.
 #

@@ -74,6 +74,26 @@ def m_crd_unknown_field(objs, v):
     obj(objs, "ScaledObject")["spec"]["minReplicas"] = 0
 
 
+def m_crd_metadata(objs, v):
+    obj(objs, "ScaledObject")["metadata"]["labels"]["taskmesh.io/pool"] = 7
+
+
+def m_crd_trigger_auth(objs, v):
+    obj(objs, "TriggerAuthentication")["spec"]["secretTargetRef"][0]["secret"] = "x"
+
+
+def m_newer_field(objs, v):
+    obj(objs, "Service", "task-service")["spec"]["trafficDistribution"] = "PreferClose"
+
+
+def m_quantity(objs, v):
+    container(objs, "worker")["resources"]["limits"]["memory"] = "1 GB"
+
+
+def m_int_or_string(objs, v):
+    obj(objs, "Service", "task-service")["spec"]["ports"][0]["targetPort"] = True
+
+
 def m_service_port(objs, v):
     obj(objs, "Service", "task-service")["spec"]["ports"][0]["targetPort"] = "grcp"
 
@@ -399,12 +419,25 @@ def m_np_gw_port(objs, v):
 
 
 CASES = [
-    ("schema rejects an unknown field", "schema", "unknown field 'containerPorts'", m_unknown_field),
-    ("schema requires required fields", "schema", "required field 'selector'", m_missing_required),
-    ("schema rejects an int env value", "schema", "expected a string, got int", m_env_int),
-    ("schema rejects an unknown field in a gRPC probe (shim)", "schema", "unknown field 'serviceName'",
+    # Schema validation (helmcheck, the vendored OpenAPI and CRD schemas).
+    ("schema rejects an unknown field", "schema",
+     'spec.template.spec.containers[0].ports[0]: unknown field "containerPorts" (Kubernetes v1.25.16, v1.37.2)',
+     m_unknown_field),
+    ("schema requires required fields", "schema", 'spec: required field "selector" is missing', m_missing_required),
+    ("schema rejects an int env value", "schema", "value: expected string, got number", m_env_int),
+    ("schema rejects an unknown field in a gRPC probe", "schema", 'readinessProbe.grpc: unknown field "serviceName"',
      m_unknown_probe_field),
-    ("schema rejects an unknown ScaledObject field (CRD)", "schema", "unknown field 'minReplicas'", m_crd_unknown_field),
+    ("schema rejects a field the oldest admitted release lacks", "schema",
+     'spec: unknown field "trafficDistribution" (Kubernetes v1.25.16)', m_newer_field),
+    ("schema rejects a malformed quantity", "schema", '"1 GB" is not a quantity', m_quantity),
+    ("schema rejects an IntOrString of another type", "schema",
+     "targetPort: expected integer or string, got boolean", m_int_or_string),
+    ("schema rejects an unknown ScaledObject field (KEDA's CRD)", "schema",
+     'spec: unknown field "minReplicas" (CRD keda.sh_scaledobjects.yaml)', m_crd_unknown_field),
+    ("schema checks a custom resource's metadata (ObjectMeta)", "schema",
+     "metadata.labels.taskmesh.io/pool: expected string, got number (CRD keda.sh_scaledobjects.yaml)", m_crd_metadata),
+    ("schema rejects an unknown TriggerAuthentication field (KEDA's CRD)", "schema",
+     'spec.secretTargetRef[0]: unknown field "secret" (CRD keda.sh_triggerauthentications.yaml)', m_crd_trigger_auth),
     ("kinds rejects an unknown apiVersion", "kinds", "unknown apiVersion/kind", m_bad_kind),
     ("labels: bad label value", "names", "bad label value", m_label_value),
     ("service-ports: targetPort must exist", "service-ports", "is no container port", m_service_port),
