@@ -457,12 +457,29 @@ absl::StatusOr<ScriptBatcher::Item> Broker::EnqueueItem(
       return;
     }
     if (code == 0 && e.size() == 2) {
-      Get(queue, e[1].str(), [done = std::move(done)](absl::StatusOr<Task> found) mutable {
-        if (!found.ok()) {
+      // The request_id's task, or (a try reserved it in partition 0 for a
+      // task of another partition, then died) the id to create it with.
+      const std::string known = e[1].str();
+      Read(queue, known, [this, queue, known, task = std::move(task),
+                          done = std::move(done)](absl::StatusOr<Versioned> found) mutable {
+        if (found.ok()) {
+          done(Created{std::move(found->task), /*existing=*/true});
+          return;
+        }
+        if (!absl::IsNotFound(found.status())) {
           done(found.status());
           return;
         }
-        done(Created{*std::move(found), /*existing=*/true});
+        WithMap(queue, /*fresh=*/false, [this, queue, known, task = std::move(task),
+                                         done = std::move(done)](
+                                            absl::StatusOr<PartitionMap> map) mutable {
+          if (!map.ok()) {
+            done(map.status());
+            return;
+          }
+          Place(queue, *map, PartitionFor(known, map->count), known, std::move(task),
+                /*reserved=*/true, std::move(done));
+        });
       });
       return;
     }
@@ -944,6 +961,14 @@ void Broker::SetPartitions(const std::string& queue, int count,
   if (count < 1 || count > kMaxPartitions) {
     done(absl::InvalidArgumentError(
         absl::StrCat("partitions: must be from 1 to ", kMaxPartitions, "; got ", count)));
+    return;
+  }
+  if (auto limit = options_.partition_limits.find(queue);
+      limit != options_.partition_limits.end() && count > limit->second) {
+    done(absl::FailedPreconditionError(absl::StrCat(
+        "partitions: queue ", queue, " may have at most ", limit->second,
+        " partitions here: its workers' autoscaler watches that many (--partition_limits, the "
+        "chart's workers.pools[].partitions); raise that first")));
     return;
   }
   IfQueueExists(queue, std::move(done), [this, queue, count](

@@ -2,6 +2,7 @@
 #ifndef TASKMESH_BROKER_OPTIONS_H_
 #define TASKMESH_BROKER_OPTIONS_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,10 @@ struct BrokerOptions {
   int default_max_attempts = 3;
   // How long finished tasks and idempotency records are kept.
   absl::Duration retention = absl::Hours(24 * 7);
+  // The most partitions a queue may be given (broker/partitions.h,
+  // PartitionLimits: where autoscaler triggers watch a fixed set); queues
+  // not listed: up to 64.
+  std::map<std::string, int> partition_limits;
 };
 
 // ARGV[1..2] of every script (see scripts.h), then `rest`.

@@ -245,6 +245,17 @@ TEST_F(PartitionedQueueTest, RefusesACountOutOfRangeAndAnUnknownQueue) {
   EXPECT_TRUE(SetPartitions("q", kMaxPartitions).ok());
 }
 
+TEST_F(PartitionedQueueTest, ALimitKeepsTheCountWithinWhatTheAutoscalerWatches) {
+  BrokerOptions options;
+  options.partition_limits = {{"q", 2}};
+  Broker limited(client_.get(), options);
+  ASSERT_TRUE(Create("q", "seed", EchoTask()).ok());
+  auto refused = Await<Queue>([&](auto cb) { limited.SetPartitions("q", 3, std::move(cb)); });
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("at most 2"));
+  EXPECT_TRUE(Await<Queue>([&](auto cb) { limited.SetPartitions("q", 2, std::move(cb)); }).ok());
+}
+
 TEST_F(PartitionedQueueTest, AnotherServersStaleMapStillFindsNewTasks) {
   // Two brokers (two task_service replicas); the second caches the map.
   Broker other(client_.get(), BrokerOptions{});

@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
 #include "broker/keys.h"
 
 namespace taskmesh::broker {
@@ -61,6 +63,22 @@ std::vector<std::string> PartitionMap::Names(absl::string_view queue) const {
 }
 
 std::string PartitionMap::HistoryText() const { return absl::StrJoin(history, ","); }
+
+absl::StatusOr<PartitionLimits> ParsePartitionLimits(absl::string_view text) {
+  PartitionLimits limits;
+  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    entry = absl::StripAsciiWhitespace(entry);
+    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(entry, '=');
+    int k = 0;
+    if (kv.first.empty() || !absl::SimpleAtoi(kv.second, &k) || k < 1 || k > kMaxPartitions) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "partition limits: want QUEUE=K with K from 1 to ", kMaxPartitions, "; got '", entry,
+          "'"));
+    }
+    limits[std::string(kv.first)] = k;
+  }
+  return limits;
+}
 
 std::vector<std::string> ReadPartitionsArgs(absl::string_view queue) {
   return {"HMGET", MetaKey(queue), "partitions", "phist"};

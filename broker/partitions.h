@@ -17,6 +17,7 @@
 #ifndef TASKMESH_BROKER_PARTITIONS_H_
 #define TASKMESH_BROKER_PARTITIONS_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,17 @@ struct PartitionMap {
   // `phist` as stored: the counts, comma-separated.
   std::string HistoryText() const;
 };
+
+// The most partitions each queue may have, where a deployment's autoscaler
+// watches a fixed set of streams (the chart's KEDA triggers per partition:
+// workers.pools[].partitions): a queue given more partitions than its
+// triggers see could hold tasks no trigger counts, and a pool at zero would
+// never wake for them. Queues not listed: kMaxPartitions.
+using PartitionLimits = std::map<std::string, int>;
+
+// "QUEUE=K,QUEUE=K" (the --partition_limits flag); INVALID_ARGUMENT naming
+// the bad entry.
+absl::StatusOr<PartitionLimits> ParsePartitionLimits(absl::string_view text);
 
 // Reads partition 0's meta fields (ReadPartitionsArgs' reply).
 absl::StatusOr<PartitionMap> ParsePartitionMap(const redis::Reply& reply);

@@ -80,5 +80,17 @@ TEST(PartitionsTest, BadMetaIsAnErrorNotAGuess) {
   EXPECT_THAT(map->history, ElementsAre(1, 3));
 }
 
+TEST(PartitionsTest, ParsesPartitionLimits) {
+  absl::StatusOr<PartitionLimits> limits = ParsePartitionLimits("hot=3, default=1");
+  ASSERT_TRUE(limits.ok()) << limits.status();
+  EXPECT_EQ(limits->at("hot"), 3);
+  EXPECT_EQ(limits->at("default"), 1);
+  EXPECT_TRUE(ParsePartitionLimits("")->empty());
+  EXPECT_FALSE(ParsePartitionLimits("hot").ok());
+  EXPECT_FALSE(ParsePartitionLimits("hot=0").ok());
+  EXPECT_FALSE(ParsePartitionLimits("hot=65").ok());
+  EXPECT_FALSE(ParsePartitionLimits("=3").ok());
+}
+
 }  // namespace
 }  // namespace taskmesh::broker

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "broker/broker.h"
+#include "broker/flags.h"
 #include "common/flags.h"
 #include "common/health.h"
 #include "common/metrics_server.h"
@@ -56,6 +57,11 @@ int Main() {
   const std::string listen = absl::GetFlag(FLAGS_listen);
   if (absl::Status s = redis::CheckSharedFlags(absl::GetFlag(FLAGS_redis_timeout)); !s.ok()) {
     std::fprintf(stderr, "ERROR: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  absl::StatusOr<broker::PartitionLimits> partition_limits = broker::PartitionLimitsFlag();
+  if (!partition_limits.ok()) {
+    std::fprintf(stderr, "ERROR: %s\n", std::string(partition_limits.status().message()).c_str());
     return 2;
   }
   const int max_attempts = absl::GetFlag(FLAGS_default_max_attempts);
@@ -108,6 +114,7 @@ int Main() {
   broker::BrokerOptions broker_options;
   broker_options.default_max_attempts = max_attempts;
   broker_options.retention = absl::GetFlag(FLAGS_retention);
+  broker_options.partition_limits = *std::move(partition_limits);
   broker::Broker broker(&client, broker_options);
   // Task events: on the server, or on the node serving each queue's slot.
   broker::WatchHub hub(client.options().connection, [&client](const std::string& channel) {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "broker/partitions.h"
 #include "broker/task_codec.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -226,11 +227,24 @@ absl::StatusOr<std::vector<std::string>> Worker::RefreshPartitions() {
     ASSIGN_OR_RETURN(std::vector<std::string> partitions, consumer_->Partitions(q));
     all.insert(all.end(), partitions.begin(), partitions.end());
   }
-  RETURN_IF_ERROR(consumer_->EnsureGroups(all));
   bool changed;
   {
     absl::MutexLock lock(&mu_);
     changed = all != partitions_;
+  }
+  if (changed || !readied_) {
+    // Groups for what is fetched, and for what the autoscaler watches.
+    std::vector<std::string> ready = all;
+    for (const std::string& q : options_.queues) {
+      auto watched = options_.watched_partitions.find(q);
+      if (watched == options_.watched_partitions.end()) continue;
+      for (int p = 1; p < watched->second; ++p) ready.push_back(broker::PartitionName(q, p));
+    }
+    RETURN_IF_ERROR(consumer_->EnsureGroups(ready));
+    readied_ = true;
+  }
+  {
+    absl::MutexLock lock(&mu_);
     partitions_ = all;
   }
   if (changed) {
@@ -276,6 +290,7 @@ void Worker::FetchLoop() {
   while (true) {
     int free = capacity();
     if (free <= 0) break;  // Stopping.
+    if (!groups) readied_ = false;  // Redis may have lost them (a restart).
     if (!groups || absl::Now() >= next_refresh) {
       absl::StatusOr<std::vector<std::string>> refreshed = RefreshPartitions();
       if (!refreshed.ok()) {

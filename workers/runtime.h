@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -60,6 +61,9 @@ struct WorkerOptions {
   absl::Duration heartbeat_interval = absl::Seconds(1);
   // How often expired leases are looked for.
   absl::Duration reclaim_interval = absl::Seconds(1);
+  // Partitions the autoscaler watches per queue (--partition_limits): their
+  // streams and groups are made at start, even before the queue has them.
+  std::map<std::string, int> watched_partitions;
   // How often the queues' partitions are looked up (broker/partitions.h): a
   // queue given more partitions is fetched from all of them within this.
   absl::Duration partitions_refresh = absl::Seconds(2);
@@ -166,6 +170,9 @@ class Worker {
   // What the worker fetches from: the partitions of options_.queues (each
   // queue alone unless partitioned), set by the fetcher.
   std::vector<std::string> partitions_ ABSL_GUARDED_BY(mu_);
+  // The fetcher's own: the groups of partitions_ and of the watched
+  // partitions were made since the last (re)connection.
+  bool readied_ = false;
   // Started tasks waiting for a handler thread.
   std::deque<JobPtr> ready_ ABSL_GUARDED_BY(mu_);
   // Every task this worker holds a lease on, by "queue/id".

@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "broker/broker.h"
+#include "broker/flags.h"
 #include "broker/consumer.h"
 #include "common/flags.h"
 #include "common/logging.h"
@@ -101,6 +102,9 @@ int WorkerMain(int argc, char** argv,
   WorkerOptions options;
   options.queues = absl::StrSplit(absl::GetFlag(FLAGS_queues), ',', absl::SkipWhitespace());
   if (options.queues.empty()) return Fail("--queues: name at least one queue");
+  absl::StatusOr<broker::PartitionLimits> partition_limits = broker::PartitionLimitsFlag();
+  if (!partition_limits.ok()) return Fail(std::string(partition_limits.status().message()));
+  options.watched_partitions = *std::move(partition_limits);
   options.concurrency = absl::GetFlag(FLAGS_concurrency);
   if (options.concurrency < 1 || options.concurrency > 4096) {
     return Fail("--concurrency must be from 1 to 4096");

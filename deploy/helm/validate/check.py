@@ -99,7 +99,19 @@ REDIS_SEEDS = re.compile(r"^redis://(:(?P<pw>[^@/,]+)@)?(?P<hosts>[A-Za-z0-9.-]+
 VAR_REF = re.compile(r"\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 # A queue's streams: DEFAULT priority, then HIGH and LOW (broker/keys.h).
 STREAM_SUFFIXES = ("", ":high", ":low")
-STREAM_KEY = re.compile(r"^taskmesh:\{(.+)\}:stream(:high|:low)?$")
+# A queue's stream, of partition 0 ({Q}) or p > 0 ({Q~p}, broker/partitions.h).
+STREAM_KEY = re.compile(r"^taskmesh:\{([^~{}]+)(?:~([1-9][0-9]?))?\}:stream(:high|:low)?$")
+
+
+def partition_limits(text):
+    """--partition_limits "QUEUE=K,..." -> {queue: K}; malformed entries are skipped
+    (the flag form check reports them)."""
+    out = {}
+    for entry in comma_list(text or ""):
+        q, _, k = entry.partition("=")
+        if q and k.isdigit():
+            out[q] = int(k)
+    return out
 PERIODIC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CRON_FIELD = re.compile(r"^[0-9*/,-]+$")
 PERIODIC_ANNOTATION = "checksum/periodic-tasks"
@@ -778,6 +790,7 @@ class Checker:
     def check_autoscaling(self):
         out = []
         scaled = {}
+        watched = {}   # queue -> partitions its pools' triggers watch (the least over pools)
         for h in self.by_kind("HorizontalPodAutoscaler"):
             spec = h.get("spec") or {}
             ref = spec.get("scaleTargetRef") or {}
@@ -814,8 +827,12 @@ class Checker:
             c = (p.spec.get("containers") or [{}])[0]
             env = container_env(c)
             queues = [q for q in str((env.get("TASKMESH_QUEUES") or {}).get("value", "")).split(",") if q]
+            # Partitions the pool's triggers must watch per queue (1: the queue alone).
+            limits = partition_limits(str((env.get("TASKMESH_PARTITION_LIMITS") or {}).get("value", "")))
+            for q in queues:
+                watched[q] = min(watched.get(q, 64), limits.get(q, 1))
             m = parse_redis(str((env.get("TASKMESH_REDIS") or {}).get("value", "")))
-            lag_streams, pending_streams = set(), set()   # (queue, suffix)
+            lag_streams, pending_streams = set(), set()   # (queue, partition, suffix)
             # KEDA v2.21 pkg/scalers/redis_scaler.go redisConnectionInfo and
             # redis_streams_scaler.go redisStreamsMetadata: what each type reads.
             known = {"address", "host", "port", "usernameFromEnv", "passwordFromEnv", "stream",
@@ -849,8 +866,13 @@ class Checker:
                 sm = STREAM_KEY.match(stream)
                 if not sm or sm.group(1) not in queues:
                     out.append(f"{where}: stream {stream!r} is not taskmesh:{{QUEUE}}:stream (or "
-                               f":stream:high, :stream:low) of a queue the pool serves {queues}")
-                key = (sm.group(1), sm.group(2) or "") if sm else None
+                               f":stream:high, :stream:low, or of a partition {{QUEUE~P}}) of a queue "
+                               f"the pool serves {queues}")
+                elif int(sm.group(2) or 0) >= limits.get(sm.group(1), 1):
+                    out.append(f"{where}: stream {stream!r} is of a partition the pool's "
+                               f"--partition_limits ({limits.get(sm.group(1), 1)} for "
+                               f"{sm.group(1)!r}) does not allow")
+                key = (sm.group(1), int(sm.group(2) or 0), sm.group(3) or "") if sm else None
                 if key and "lagCount" in md:
                     if key in lag_streams:
                         out.append(f"{where}: a second lagCount trigger on {stream}")
@@ -889,16 +911,28 @@ class Checker:
                     out.append(f"{where}: cannot read the workers' --redis URL")
             # Every priority has its own stream and consumer group: a stream
             # without triggers would leave its tasks waiting at zero pods.
-            for q in queues:
-                for suffix in STREAM_SUFFIXES:
-                    stream = f"taskmesh:{{{q}}}:stream{suffix}"
-                    if (q, suffix) not in lag_streams:
-                        out.append(f"{ident(so)}: no lagCount trigger for {stream} (queue {q!r}): its "
-                                   f"tasks would not wake the pool")
-                    if (q, suffix) not in pending_streams:
-                        out.append(f"{ident(so)}: no pendingEntriesCount trigger for {stream} (queue "
-                                   f"{q!r}): the pool could go to zero while its tasks are in flight "
-                                   f"or waiting to be reclaimed")
+            for q, partition, suffix in [(q, p, x) for q in queues for p in range(limits.get(q, 1))
+                                         for x in STREAM_SUFFIXES]:
+                part = q if partition == 0 else f"{q}~{partition}"
+                stream = f"taskmesh:{{{part}}}:stream{suffix}"
+                if (q, partition, suffix) not in lag_streams:
+                    out.append(f"{ident(so)}: no lagCount trigger for {stream} (queue {q!r}): its "
+                               f"tasks would not wake the pool")
+                if (q, partition, suffix) not in pending_streams:
+                    out.append(f"{ident(so)}: no pendingEntriesCount trigger for {stream} (queue "
+                               f"{q!r}): the pool could go to zero while its tasks are in flight "
+                               f"or waiting to be reclaimed")
+        # The task_service must refuse to spread a queue over partitions no
+        # trigger watches (UpdateQueue partitions): its limit per pool queue is
+        # at most what every pool serving the queue watches.
+        for p in self.pods_of("task-service") if watched else []:
+            env = container_env((p.spec.get("containers") or [{}])[0])
+            served = partition_limits(str((env.get("TASKMESH_PARTITION_LIMITS") or {}).get("value", "")))
+            for q, k in sorted(watched.items()):
+                if served.get(q, 64) > k:
+                    out.append(f"{p.name}: --partition_limits lets queue {q!r} have "
+                               f"{served.get(q, 64)} partitions but its pools' KEDA triggers watch {k}: "
+                               f"tasks could wait where no trigger looks")
         for name, scalers in scaled.items():
             if len(scalers) > 1:
                 out.append(f"Deployment/{name}: scaled by several autoscalers {scalers}")
@@ -1273,6 +1307,11 @@ class Checker:
         "routes": lambda s: next((f"{x!r} is not package.Service=HOST:PORT or =dns:///NAME:PORT"
                                   for x in comma_list(s) if not ROUTE.match(x) or
                                   not TARGET.match(ROUTE.match(x).group("target"))), None),
+        # QUEUE=K,... with K from 1 to 64 (broker/partitions.h); empty: none.
+        "partition_limits": lambda s: next((f"{x!r} is not QUEUE=K (K from 1 to 64)"
+                                            for x in comma_list(s)
+                                            if not re.match(r"^[A-Za-z0-9_-]{1,64}=([1-9]|[1-5][0-9]|6[0-4])$", x)),
+                                           None),
         "string": lambda s: None,
         "file": lambda s: None,    # the files: below
         "files": lambda s: None,

@@ -441,6 +441,31 @@ spec:
 A worker pool's settings: the pool's own values over the `workers` defaults.
 Returns YAML; use with fromYaml. Argument: (dict "ctx" $ "pool" <pool>).
 */}}
+{{/*
+The partitions each queue of a pool spreads over at most (the pool's
+`partitions` map, QUEUE: K; unlisted queues 1), as --partition_limits
+"QUEUE=K,...". The pool's KEDA triggers watch exactly those partitions'
+streams; the task_service refuses more (so no task can sit where no trigger
+looks) and the workers create their streams at start (so the triggers read 0
+before the queue is partitioned). Called with (dict "cfg" $c) for one pool, or
+with (dict "ctx" $) for every pool's queues (the task_service; a queue in two
+pools gets the smaller count).
+*/}}
+{{- define "taskmesh.partitionLimits" -}}
+{{- $limits := dict -}}
+{{- $pools := list -}}
+{{- if .cfg }}{{ $pools = list .cfg }}{{ else }}{{ $pools = .ctx.Values.workers.pools }}{{ end -}}
+{{- range $pool := $pools -}}
+{{- range $q := $pool.queues -}}
+{{- $k := int (index ($pool.partitions | default dict) $q | default 1) -}}
+{{- if or (not (hasKey $limits $q)) (lt $k (int (get $limits $q))) }}{{ $_ := set $limits $q $k }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $q := keys $limits | sortAlpha }}{{ $out = append $out (printf "%s=%d" $q (int (get $limits $q))) }}{{ end -}}
+{{- join "," $out -}}
+{{- end -}}
+
 {{- define "taskmesh.worker.config" -}}
 {{- $defaults := omit (deepCopy .ctx.Values.workers) "pools" -}}
 {{- $cfg := mergeOverwrite $defaults (deepCopy .pool) -}}
@@ -458,6 +483,16 @@ Values checks that Kubernetes could not catch, failing `helm install` with a
 clear message instead of deploying something that cannot work.
 */}}
 {{- define "taskmesh.validateValues" -}}
+{{- range $pool := .Values.workers.pools -}}
+{{- range $q, $k := ($pool.partitions | default dict) -}}
+{{- if not (has $q $pool.queues) -}}
+{{- fail (printf "workers.pools[%s].partitions names queue %q, which the pool does not serve (queues: %s)" $pool.name $q (join "," $pool.queues)) -}}
+{{- end -}}
+{{- if or (lt (int $k) 1) (gt (int $k) 64) -}}
+{{- fail (printf "workers.pools[%s].partitions.%s must be from 1 to 64 (got %v)" $pool.name $q $k) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if not (has .Values.redis.mode (list "internal" "external")) -}}
 {{- fail (printf "redis.mode must be internal or external (got %q)" .Values.redis.mode) -}}
 {{- end -}}
