@@ -13,18 +13,17 @@
 # of the rounds, ratios between medians of the same run):
 #   sa  standalone baseline: one redis-server, as bench/run.sh runs it;
 #   k1  a 3-master, 3-replica cluster, ONE queue (K=1: its slot on one master);
-#   sp  the same cluster, 3 queues, one per master, the load split evenly
-#       (one loadgen per queue, in parallel) and one worker serving all three:
-#       the stand-in for a partitioned queue, which does not exist yet;
+#   k3  the same cluster, ONE queue spread over K=3 partitions (UpdateQueue
+#       partitions, `taskctl partition`), each on its own master, and one
+#       worker serving it (its idle wait on the 3 masters at once);
 #   kw  the cluster with --redis_min_replicas_acked=1 (task_service and
 #       worker), on k1's master: compared with k1;
 #   r0, rw  a standalone master with one replica, without and with
 #       --redis_min_replicas_acked=1 (BENCH_WAIT_STANDALONE=1);
-#   k1w, spw  k1's and sp's end to end again with BENCH_EXTRA_WORKERS (3)
-#       worker processes, each serving all the queues: tells the single
-#       worker's limits from Redis's.
+#   k1w, k3w  k1's and k3's end to end again with BENCH_EXTRA_WORKERS (3)
+#       worker processes: tells the single worker's limits from Redis's.
 # Figures: end to end (BatchCreateTasks x100 -> worker echo -> SUCCEEDED,
-# tasks/s) for sa, k1, sp; CreateTask closed loop (no worker) and the
+# tasks/s) for sa, k1, k3; CreateTask closed loop (no worker) and the
 # single-task round trip at idle (CreateTask, then WatchTask until terminal,
 # p50/p99) for all; Redis CPU per task from INFO cpu of every node before and
 # after: all nodes, masters, replicas and the busiest node; task_service and
@@ -39,9 +38,7 @@ REPS=${BENCH_REPS:-3}
 PEERS=0
 PROFILE=0
 OUT=${BENCH_OUT:-/tmp/taskmesh-bench/cluster-$(date -u +%Y%m%dT%H%M%SZ)}
-SPREAD_CALLS=${BENCH_SPREAD_CALLS:-2}  # per queue (3 queues)
-EXTRA_WORKERS=${BENCH_EXTRA_WORKERS:-3}  # k1 and sp end to end again with this many workers (0: not)
-SPREAD_RT_SECONDS=${BENCH_SPREAD_RT_SECONDS:-5}
+EXTRA_WORKERS=${BENCH_EXTRA_WORKERS:-3}  # k1 and k3 end to end again with this many workers (0: not)
 WAIT_STANDALONE=${BENCH_WAIT_STANDALONE:-1}
 REPLICAS_TIMEOUT=${BENCH_REPLICAS_TIMEOUT:-500ms}
 WAIT_FLAGS="--redis_min_replicas_acked=1 --redis_replicas_timeout=$REPLICAS_TIMEOUT"
@@ -58,10 +55,11 @@ source bench/lib.sh
 
 log "output: $OUT"
 install_deps
-build_bins //bench:loadgen //task_service //workers:worker
+build_bins //bench:loadgen //task_service //workers:worker //cli:taskctl
 LOADGEN=$BIN/bench/loadgen
+TASKCTL=$BIN/cli/taskctl
 write_machine "BENCH_REPS=$REPS bench/cluster.sh (= BENCH_CLUSTER=1 bench/run.sh)" \
-  "loadgen channels=$CHANNELS concurrency=$CONCURRENCY ${SECONDS_PER_RUN}s per run; e2e $E2E_TASKS tasks in batches of $E2E_BATCH, $E2E_CALLS calls in flight (spread: $SPREAD_CALLS per queue x 3); $WORKERS worker(s) x $WORKER_CONCURRENCY; WAIT: $WAIT_FLAGS"
+  "loadgen channels=$CHANNELS concurrency=$CONCURRENCY ${SECONDS_PER_RUN}s per run; e2e $E2E_TASKS tasks in batches of $E2E_BATCH, $E2E_CALLS calls in flight; $WORKERS worker(s) x $WORKER_CONCURRENCY; WAIT: $WAIT_FLAGS"
 
 redis_server() {  # redis_server NAME PORT DIR [ARG...]
   local name=$1 port=$2 dir=$3
@@ -100,11 +98,11 @@ $CU healthy 6 "${CPORTS[0]}" || { log "cluster not healthy after 60 s"; exit 1; 
 read -r -a MASTERS <<<"$($CU masters "${CPORTS[0]}")"
 SEEDS="redis://$(printf '127.0.0.1:%s,' "${CPORTS[@]}")"
 SEEDS=${SEEDS%,}
-for s in k1 sp kw; do
+for s in k1 k3 kw; do
   S_PORTS[$s]="${CPORTS[*]}" S_MASTERS[$s]=$(IFS=,; echo "${MASTERS[*]}") S_URL[$s]=$SEEDS
 done
 S_MASTERS[sa]=$RPORT
-S_WFLAGS[k1]= S_WFLAGS[sp]= S_WFLAGS[kw]=$WAIT_FLAGS
+S_WFLAGS[k1]= S_WFLAGS[k3]= S_WFLAGS[kw]=$WAIT_FLAGS
 if ((WAIT_STANDALONE)); then
   for _ in $(seq 100); do
     redis-cli -p "$R2R" info replication | grep -q 'master_link_status:up' && break
@@ -113,21 +111,30 @@ if ((WAIT_STANDALONE)); then
   S_MASTERS[r0]=$R2 S_MASTERS[rw]=$R2
 fi
 
-# Queues: K=1 (and WAIT) on the first master; the spread: one per master.
-read -r -a KQ <<<"$($CU spread "${CPORTS[0]}" k)"
-K1Q=${KQ[0]}
-read -r -a SPQ <<<"$($CU spread "${CPORTS[0]}" sp)"
-declare -A QMASTER
-for q in "$K1Q" "${SPQ[@]}"; do QMASTER[$q]=$($CU master-of "${CPORTS[0]}" "taskmesh:{$q}:x"); done
+# Queues: K=1 (and WAIT) on one master; K=3: one queue whose 3 partitions
+# live on the 3 masters. REDIS_OF: where the end-to-end run counts each
+# queue's SUCCEEDED tasks (loadgen --redis: per partition, its master).
+K1Q=$($CU partitioned "${CPORTS[0]}" k 1)
+K3Q=$($CU partitioned "${CPORTS[0]}" p 3)
+declare -A REDIS_OF
+REDIS_OF[$K1Q]="127.0.0.1:$($CU master-of "${CPORTS[0]}" "taskmesh:{$K1Q}:x")"
+K3_WHERE=""
+for p in 0 1 2; do
+  part=$K3Q
+  ((p)) && part="$K3Q~$p"
+  m=$($CU master-of "${CPORTS[0]}" "taskmesh:{$part}:x")
+  REDIS_OF[$K3Q]+="${REDIS_OF[$K3Q]:+,}127.0.0.1:$m/$part"
+  K3_WHERE+="'$part' on $m; "
+done
 {
   echo "cluster: nodes ${CPORTS[*]}; masters ${MASTERS[*]} (by first slot)"
-  echo "queues: K=1 '$K1Q' on ${QMASTER[$K1Q]}; spread $(for q in "${SPQ[@]}"; do printf "'%s' on %s; " "$q" "${QMASTER[$q]}"; done)"
+  echo "queues: K=1 '$K1Q' on ${REDIS_OF[$K1Q]#127.0.0.1:}; K=3 $K3_WHERE"
   if ((WAIT_STANDALONE)); then echo "standalone with replica: master $R2, replica $R2R"; fi
 } | tee -a "$OUT/machine.txt" >&2
 
 # One task_service per system (the flag is read at start); idle ones only
 # read the slot map every 2 s.
-declare -A TS_OF=([sa]=sa [k1]=c [sp]=c [kw]=cw [r0]=r0 [rw]=rw)
+declare -A TS_OF=([sa]=sa [k1]=c [k3]=c [kw]=cw [r0]=r0 [rw]=rw)
 declare -A TS_URL=([sa]=${S_URL[sa]} [c]=$SEEDS [cw]=$SEEDS)
 declare -A TS_FLAGS=([sa]= [c]= [cw]=$WAIT_FLAGS)
 if ((WAIT_STANDALONE)); then
@@ -159,31 +166,31 @@ check_log() {  # check_log FILE: a loadgen run without RESULT says why in the lo
   [[ -n "$(result_of "$1")" ]] || log "   (no result in $1: $(tail -c 300 "${1%.out}.err" | tr '\n' ' '))"
 }
 
-# create SYS ROUND QUEUE...: CreateTask closed loop, no worker; several
-# queues split the concurrency, one loadgen each, in parallel
+# prepare SYS: after a flush, what the system's queue needs before load
+# (k3: a first task, then 3 partitions).
+prepare() {
+  [[ $1 == k3 ]] || return 0
+  "$TASKCTL" --server="$(grpc k3)" create "$K3Q" echo >/dev/null
+  "$TASKCTL" --server="$(grpc k3)" partition "queues/$K3Q" 3 >/dev/null
+}
+
+# create SYS ROUND QUEUE: CreateTask closed loop, no worker
 create() {
-  local sys=$1 i=$2 n b a pb pa r q k=0
-  shift 2
-  local nq=$#
+  local sys=$1 i=$2 q=$3 n b a pb pa r
   flush_sys "$sys"
+  prepare "$sys"
   b=$(rcpu_of "$sys")
   pb=$(cpu_s "$(ts_pid "$sys")")
-  local pids=() files=()
-  for q in "$@"; do
-    "$LOADGEN" --scenario=create --name="${sys}_create_max" --server="$(grpc "$sys")" --queue="$q" \
-      --channels=$((nq > 1 ? 1 : CHANNELS)) --concurrency=$((CONCURRENCY / nq)) \
-      --duration="${SECONDS_PER_RUN}s" --warmup=0.5s \
-      >"$OUT/$sys.create.$i.$k.out" 2>"$OUT/$sys.create.$i.$k.err" &
-    pids+=($!) files+=("$OUT/$sys.create.$i.$k.out")
-    k=$((k + 1))
-  done
-  for p in "${pids[@]}"; do wait "$p" || true; done
+  "$LOADGEN" --scenario=create --name="${sys}_create_max" --server="$(grpc "$sys")" --queue="$q" \
+    --channels="$CHANNELS" --concurrency="$CONCURRENCY" \
+    --duration="${SECONDS_PER_RUN}s" --warmup=0.5s \
+    >"$OUT/$sys.create.$i.out" 2>"$OUT/$sys.create.$i.err" || true
   a=$(rcpu_of "$sys")
   pa=$(cpu_s "$(ts_pid "$sys")")
-  if ((nq == 1)); then r=$(result_of "${files[0]}"); else r=$($CU combine "${sys}_create_max" "${files[@]}"); fi
-  check_log "${files[0]}"
+  r=$(result_of "$OUT/$sys.create.$i.out")
+  check_log "$OUT/$sys.create.$i.out"
   n=$(field "$r" issued)
-  record "$r" "$(redis_fields "$sys" "$b" "$a" "$n"),$(proc_cpu_fields server "$pb" "$pa" "$n"),$(load_field),\"rep\":$i,\"queues\":$nq"
+  record "$r" "$(redis_fields "$sys" "$b" "$a" "$n"),$(proc_cpu_fields server "$pb" "$pa" "$n"),$(load_field),\"rep\":$i"
   log "   $sys CreateTask: $(field "$r" rps) req/s, errors $(field "$r" errors)"
 }
 
@@ -193,33 +200,24 @@ workers_cpu_s() {  # CPU seconds of all running workers
   echo "$t"
 }
 
-# e2e SYS ROUND CALLS_PER_QUEUE LABEL QUEUE...: the worker(s) must run;
-# LABEL names the figure (LABEL_e2e)
+# e2e SYS ROUND LABEL QUEUE: the worker(s) must run; LABEL names the figure
+# (LABEL_e2e)
 e2e() {
-  local sys=$1 i=$2 calls=$3 label=$4 n b a pb pa wb wa r q k=0
-  shift 4
-  local nq=$#
+  local sys=$1 i=$2 label=$3 q=$4 n b a pb pa wb wa r
   b=$(rcpu_of "$sys")
   pb=$(cpu_s "$(ts_pid "$sys")")
   wb=$(workers_cpu_s)
-  local pids=() files=()
-  for q in "$@"; do
-    local rp=${QMASTER[$q]:-$RPORT}
-    "$LOADGEN" --scenario=batch --name="${label}_e2e" --server="$(grpc "$sys")" --queue="$q" \
-      --batch_size="$E2E_BATCH" --concurrency="$calls" \
-      --requests=$((E2E_TASKS / E2E_BATCH / nq)) --duration=60s --redis="127.0.0.1:$rp" \
-      --wait_timeout=60s >"$OUT/$label.e2e.$i.$k.out" 2>"$OUT/$label.e2e.$i.$k.err" &
-    pids+=($!) files+=("$OUT/$label.e2e.$i.$k.out")
-    k=$((k + 1))
-  done
-  for p in "${pids[@]}"; do wait "$p" || true; done
+  "$LOADGEN" --scenario=batch --name="${label}_e2e" --server="$(grpc "$sys")" --queue="$q" \
+    --batch_size="$E2E_BATCH" --concurrency="$E2E_CALLS" \
+    --requests=$((E2E_TASKS / E2E_BATCH)) --duration=60s --redis="${REDIS_OF[$q]:-127.0.0.1:$RPORT}" \
+    --wait_timeout=60s >"$OUT/$label.e2e.$i.out" 2>"$OUT/$label.e2e.$i.err" || true
   a=$(rcpu_of "$sys")
   pa=$(cpu_s "$(ts_pid "$sys")")
   wa=$(workers_cpu_s)
-  if ((nq == 1)); then r=$(result_of "${files[0]}"); else r=$($CU combine "${label}_e2e" "${files[@]}"); fi
-  check_log "${files[0]}"
+  r=$(result_of "$OUT/$label.e2e.$i.out")
+  check_log "$OUT/$label.e2e.$i.out"
   n=$(field "$r" e2e_succeeded)
-  record "$r" "$(redis_fields "$sys" "$b" "$a" "$n"),$(proc_cpu_fields server "$pb" "$pa" "$n"),$(proc_cpu_fields worker "$wb" "$wa" "$n"),$(load_field),\"rep\":$i,\"queues\":$nq,\"workers\":$WORKERS"
+  record "$r" "$(redis_fields "$sys" "$b" "$a" "$n"),$(proc_cpu_fields server "$pb" "$pa" "$n"),$(proc_cpu_fields worker "$wb" "$wa" "$n"),$(load_field),\"rep\":$i,\"workers\":$WORKERS"
   log "   $label end to end: $(field "$r" e2e_tasks_per_s) tasks/s ($(field "$r" e2e_succeeded) of $(field "$r" e2e_tasks))"
 }
 
@@ -241,40 +239,32 @@ phase_sa() {
   create sa "$1" unary
   flush_sys sa
   start_workers e2e "${S_URL[sa]}"
-  e2e sa "$1" "$E2E_CALLS" sa e2e
+  e2e sa "$1" sa e2e
   roundtrip sa "$1" e2e
   stop_workers
 }
-phase_k1() {
-  create k1 "$1" "$K1Q"
-  flush_sys k1
-  start_workers "$K1Q" "$SEEDS"
-  e2e k1 "$1" "$E2E_CALLS" k1 "$K1Q"
-  roundtrip k1 "$1" "$K1Q"
+# phase_cluster SYS QUEUE ROUND: k1 and k3 (one queue, K = 1 or 3)
+phase_cluster() {
+  local sys=$1 q=$2 i=$3
+  create "$sys" "$i" "$q"
+  flush_sys "$sys"
+  prepare "$sys"
+  start_workers "$q" "$SEEDS"
+  sleep 2.5  # the workers' partition refresh (2 s) and the first task
+  e2e "$sys" "$i" "$sys" "$q"
+  roundtrip "$sys" "$i" "$q"
   stop_workers
   if ((EXTRA_WORKERS > 1)); then
-    flush_sys k1
-    WORKERS=$EXTRA_WORKERS start_workers "$K1Q" "$SEEDS"
-    WORKERS=$EXTRA_WORKERS e2e k1 "$1" "$E2E_CALLS" k1w "$K1Q"
+    flush_sys "$sys"
+    prepare "$sys"
+    WORKERS=$EXTRA_WORKERS start_workers "$q" "$SEEDS"
+    sleep 2.5
+    WORKERS=$EXTRA_WORKERS e2e "$sys" "$i" "${sys}w" "$q"
     WORKERS=$EXTRA_WORKERS stop_workers
   fi
 }
-phase_sp() {
-  create sp "$1" "${SPQ[@]}"
-  flush_sys sp
-  start_workers "$(IFS=,; echo "${SPQ[*]}")" "$SEEDS"
-  e2e sp "$1" "$SPREAD_CALLS" sp "${SPQ[@]}"
-  # At idle a worker on queues of 3 masters blocks on each in turn (100 ms):
-  # bounded in time, this is a sample, not 2000 round trips.
-  roundtrip sp "$1" "${SPQ[0]}" "$SPREAD_RT_SECONDS"
-  stop_workers
-  if ((EXTRA_WORKERS > 1)); then
-    flush_sys sp
-    WORKERS=$EXTRA_WORKERS start_workers "$(IFS=,; echo "${SPQ[*]}")" "$SEEDS"
-    WORKERS=$EXTRA_WORKERS e2e sp "$1" "$SPREAD_CALLS" spw "${SPQ[@]}"
-    WORKERS=$EXTRA_WORKERS stop_workers
-  fi
-}
+phase_k1() { phase_cluster k1 "$K1Q" "$1"; }
+phase_k3() { phase_cluster k3 "$K3Q" "$1"; }
 phase_wait() {  # phase_wait SYS ROUND QUEUE: CreateTask and round trip only
   local sys=$1 i=$2 q=$3
   create "$sys" "$i" "$q"
@@ -288,7 +278,7 @@ phase_kw() { phase_wait kw "$1" "$K1Q"; }
 phase_r0() { phase_wait r0 "$1" unary; }
 phase_rw() { phase_wait rw "$1" unary; }
 
-PHASES=(sa k1 kw sp)
+PHASES=(sa k1 kw k3)
 if ((WAIT_STANDALONE)); then PHASES+=(r0 rw); fi
 for i in $(seq "$REPS"); do
   order=("${PHASES[@]}")

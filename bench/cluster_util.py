@@ -6,18 +6,14 @@ nothing beyond redis-tools is needed), and loadgen results of parallel runs.
   cluster_util.py healthy N PORT           every node agrees: state ok, N nodes, replicas linked
   cluster_util.py masters PORT             the masters' ports, by first slot
   cluster_util.py master-of PORT KEY       the port of the master serving KEY's slot
-  cluster_util.py spread PORT PREFIX       per master (by first slot), the first queue
-                                          PREFIX0, PREFIX1, ... whose keys ({Q}) it serves
+  cluster_util.py partitioned PORT PREFIX K  the first queue PREFIX0, PREFIX1, ... whose K
+                                          partitions ({Q}, {Q~1}, ...) live on K different
+                                          masters
   cluster_util.py cpu PORT...              PORT=seconds of CPU (INFO cpu, user + sys) per node
   cluster_util.py cpu-fields "BEFORE" "AFTER" ITEMS MASTER_PORTS
       JSON fields (no braces) of Redis CPU per item: all nodes, masters,
       replicas, and the busiest node
-  cluster_util.py combine NAME FILE...    one result from loadgen runs in parallel (one
-                                          per queue): counts and rates summed, e2e rate =
-                                          tasks succeeded / the longest run, latency
-                                          percentiles the worst of the runs
 """
-import json
 import random
 import socket
 import subprocess
@@ -117,17 +113,16 @@ def master_of(port, key):
     return best
 
 
-def spread(port, prefix):
-    want = masters(port)
-    found = {}
+def partition(q, p):
+    return q if p == 0 else f"{q}~{p}"
+
+
+def partitioned(port, prefix, k):
     for i in range(1000):
         q = f"{prefix}{i}"
-        m = master_of(port, f"taskmesh:{{{q}}}:x")
-        if m not in found:
-            found[m] = q
-        if len(found) == len(want):
-            break
-    return [found[m] for m in want]
+        if len({master_of(port, f"taskmesh:{{{partition(q, p)}}}:x") for p in range(k)}) == k:
+            return q
+    sys.exit(f"no queue {prefix}N with {k} partitions on {k} masters")
 
 
 def cpu(port):
@@ -156,30 +151,6 @@ def cpu_fields(before, after, items, master_ports):
             f'"redis_node_cpu_us_per_item":{{{per_node}}}')
 
 
-def combine(name, files):
-    rs = []
-    for path in files:
-        for line in open(path):
-            if line.startswith("RESULT "):
-                rs.append(json.loads(line[7:]))
-                break
-    if len(rs) != len(files):
-        return ""
-    out = {"name": name, "mode": rs[0]["mode"], "runs": len(rs),
-           "concurrency": sum(r["concurrency"] for r in rs)}
-    for k in ("issued", "recorded", "ok", "errors", "unfinished", "rps", "items_per_s",
-              "loadgen_cpu_s", "e2e_tasks", "e2e_succeeded"):
-        if all(k in r for r in rs):
-            out[k] = round(sum(r[k] for r in rs), 3)
-    out["seconds"] = max(r["seconds"] for r in rs)
-    for k in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us"):
-        out[k] = max(r[k] for r in rs)
-    if all("e2e_seconds" in r for r in rs):
-        out["e2e_seconds"] = max(r["e2e_seconds"] for r in rs)
-        out["e2e_tasks_per_s"] = round(out["e2e_succeeded"] / max(out["e2e_seconds"], 1e-9), 1)
-    return json.dumps(out, separators=(",", ":"))
-
-
 def main(argv):
     cmd = argv[1]
     if cmd == "ports":
@@ -190,14 +161,12 @@ def main(argv):
         print(" ".join(map(str, masters(int(argv[2])))))
     elif cmd == "master-of":
         print(master_of(int(argv[2]), argv[3]))
-    elif cmd == "spread":
-        print(" ".join(spread(int(argv[2]), argv[3])))
+    elif cmd == "partitioned":
+        print(partitioned(int(argv[2]), argv[3], int(argv[4])))
     elif cmd == "cpu":
         print(" ".join(f"{p}={cpu(p):.6f}" for p in argv[2:]))
     elif cmd == "cpu-fields":
         print(cpu_fields(*argv[2:6]))
-    elif cmd == "combine":
-        print(combine(argv[2], argv[3:]))
     else:
         sys.exit(f"unknown command {cmd}")
 

@@ -82,9 +82,9 @@ def with_spread(f, name, field, unit="", **match):
 SYSTEMS = [
     ("sa", "standalone (baseline)"),
     ("k1", "cluster 3+3, one queue (K=1)"),
-    ("sp", "cluster 3+3, 3 queues one per master (spread; stand-in, not a partitioned queue)"),
+    ("k3", "cluster 3+3, one queue in K=3 partitions (one per master)"),
     ("k1w", "cluster 3+3, K=1, 3 workers"),
-    ("spw", "cluster 3+3, spread, 3 workers (each serving the 3 queues)"),
+    ("k3w", "cluster 3+3, K=3, 3 workers"),
     ("kw", "cluster 3+3, K=1, --redis_min_replicas_acked=1"),
     ("r0", "standalone master + 1 replica"),
     ("r1", "standalone master + 1 replica, --redis_min_replicas_acked=1"),
@@ -149,20 +149,20 @@ def cluster_main(f, out):
           f"{ratio(m(a + '_roundtrip', 'p99_us'), m(b + '_roundtrip', 'p99_us'))} |")
 
     rrow("cluster K=1 / standalone", "k1", "sa")
-    rrow("spread (3 queues) / cluster K=1", "sp", "k1")
-    rrow("spread (3 queues) / standalone", "sp", "sa")
+    rrow("K=3 / K=1, cluster", "k3", "k1")
+    rrow("cluster K=3 / standalone", "k3", "sa")
     rrow("3 workers / 1 worker, cluster K=1 (k1w / k1)", "k1w", "k1")
-    rrow("3 workers / 1 worker, spread (spw / sp)", "spw", "sp")
-    rrow("spread / K=1, 3 workers each (spw / k1w)", "spw", "k1w")
+    rrow("3 workers / 1 worker, K=3 (k3w / k3)", "k3w", "k3")
+    rrow("K=3 / K=1, 3 workers each (k3w / k1w)", "k3w", "k1w")
     rrow("WAIT / no WAIT, cluster (kw / k1)", "kw", "k1")
     rrow("WAIT / no WAIT, standalone + replica (rw / r0)", "rw", "r0")
     rrow("standalone + replica / standalone, no WAIT (r0 / sa)", "r0", "sa")
     p("")
     p("Worker CPU per task end to end (µs): " + ", ".join(
-        f"{k} {fmt(m(k + '_e2e', 'worker_cpu_us_per_item'))}" for k in ("sa", "k1", "sp", "k1w", "spw")
+        f"{k} {fmt(m(k + '_e2e', 'worker_cpu_us_per_item'))}" for k in ("sa", "k1", "k3", "k1w", "k3w")
         if m(k + "_e2e", "worker_cpu_us_per_item") is not None) +
       "; task_service per task: " + ", ".join(
-        f"{k} {fmt(m(k + '_e2e', 'server_cpu_us_per_item'))}" for k in ("sa", "k1", "sp", "k1w", "spw")
+        f"{k} {fmt(m(k + '_e2e', 'server_cpu_us_per_item'))}" for k in ("sa", "k1", "k3", "k1w", "k3w")
         if m(k + "_e2e", "server_cpu_us_per_item") is not None) + ".")
     print("\n".join(lines))
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -45,6 +46,7 @@ constexpr char kUsage[] =
     "  taskctl retry  queues/QUEUE/tasks/ID\n"
     "  taskctl list   queues/QUEUE [STATE]    e.g. STATE=FAILED for dead letters\n"
     "  taskctl queue  queues/QUEUE            depth, running, scheduled, dead, rates\n"
+    "  taskctl partition queues/QUEUE K       spread new tasks over K partitions (1-64)\n"
     "  taskctl queues\n\n"
     "Example:\n"
     "  taskctl create default echo '{\"hello\":\"world\"}' --wait";
@@ -175,6 +177,19 @@ int Main(const std::vector<std::string>& args) {
     return NameCall<v1::RetryTaskRequest, Task>(client, &S::RetryTask, arg);
   } else if (command == "queue" && args.size() == 3) {
     return NameCall<v1::GetQueueRequest, v1::Queue>(client, &S::GetQueue, arg);
+  } else if (command == "partition" && args.size() == 4) {
+    int k = 0;
+    if (!absl::SimpleAtoi(args[3], &k)) return Usage(absl::StrCat("K: not a number: ", args[3]));
+    v1::UpdateQueueRequest request;
+    request.mutable_queue()->set_name(arg);
+    request.mutable_queue()->set_partitions(k);
+    request.mutable_update_mask()->add_paths("partitions");
+    v1::Queue queue;
+    s = client.Call(&S::UpdateQueue, request, &queue);
+    if (!s.ok()) return Error(s);
+    Print(queue);
+    std::fputc('\n', stdout);
+    return 0;
   } else if (command == "queues" && args.size() == 2) {
     v1::ListQueuesResponse response;
     s = client.Call(&S::ListQueues, v1::ListQueuesRequest(), &response);

@@ -58,7 +58,9 @@ ABSL_FLAG(absl::Duration, warmup, absl::ZeroDuration(), "Unrecorded warm-up");
 ABSL_FLAG(int32_t, max_outstanding, 20000, "Open loop: most requests in flight");
 ABSL_FLAG(absl::Duration, deadline, absl::Seconds(10), "Deadline of each gRPC call");
 ABSL_FLAG(std::string, redis, "",
-          "batch: Redis HOST:PORT; after the load, wait until the tasks SUCCEEDED");
+          "batch: Redis HOST:PORT[/QUEUE],...; after the load, wait until the tasks SUCCEEDED "
+          "(counted in each entry's QUEUE, default --queue: one entry per partition of a "
+          "partitioned queue, on the node serving it)");
 ABSL_FLAG(absl::Duration, wait_timeout, absl::Seconds(60), "Longest wait for --redis");
 ABSL_FLAG(std::string, http, "127.0.0.1:8080", "http: server HOST:PORT (IPv4)");
 ABSL_FLAG(std::string, method, "GET", "http: method");
@@ -151,27 +153,36 @@ int Main() {
     }
   }
 
-  redisContext* redis = nullptr;
+  // Where SUCCEEDED tasks are counted: (connection, queue or partition).
+  std::vector<std::pair<redisContext*, std::string>> counters;
+  auto succeeded = [&counters] {
+    long long total = 0;
+    for (auto& [c, q] : counters) total += Succeeded(c, q);
+    return total;
+  };
   long long before = 0;
-  if (!absl::GetFlag(FLAGS_redis).empty()) {
-    std::vector<std::string> hp = absl::StrSplit(absl::GetFlag(FLAGS_redis), ':');
+  for (absl::string_view entry :
+       absl::StrSplit(absl::GetFlag(FLAGS_redis), ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> where = absl::StrSplit(entry, absl::MaxSplits('/', 1));
+    std::vector<std::string> hp = absl::StrSplit(where.first, ':');
     int port = 0;
-    if (hp.size() != 2 || !absl::SimpleAtoi(hp[1], &port)) return Fail("--redis: HOST:PORT");
-    redis = redisConnect(hp[0].c_str(), port);
-    if (redis == nullptr || redis->err) return Fail("--redis: cannot connect");
-    before = Succeeded(redis, absl::GetFlag(FLAGS_queue));
+    if (hp.size() != 2 || !absl::SimpleAtoi(hp[1], &port)) return Fail("--redis: HOST:PORT[/QUEUE]");
+    redisContext* c = redisConnect(hp[0].c_str(), port);
+    if (c == nullptr || c->err) return Fail("--redis: cannot connect");
+    counters.emplace_back(c, where.second.empty() ? absl::GetFlag(FLAGS_queue) : where.second);
   }
+  if (!counters.empty()) before = succeeded();
 
   const absl::Time start = absl::Now();
   RunResult r = Runner(run).Run(*target);
   std::string extra;
-  if (redis != nullptr) {
+  if (!counters.empty()) {
     const long long want = before + r.items_ok;
     const absl::Time give_up = absl::Now() + absl::GetFlag(FLAGS_wait_timeout);
-    long long got = Succeeded(redis, absl::GetFlag(FLAGS_queue));
+    long long got = succeeded();
     while (got < want && absl::Now() < give_up) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      got = Succeeded(redis, absl::GetFlag(FLAGS_queue));
+      got = succeeded();
     }
     const double secs = absl::ToDoubleSeconds(absl::Now() - start);
     const long long done = got - before;
@@ -180,7 +191,7 @@ int Main() {
         static_cast<long long>(r.items_ok), done, secs, secs > 0 ? done / secs : 0.0);
     std::fprintf(stderr, "  end to end: %lld of %lld tasks SUCCEEDED in %.2f s: %.0f tasks/s\n",
                  done, static_cast<long long>(r.items_ok), secs, secs > 0 ? done / secs : 0.0);
-    redisFree(redis);
+    for (auto& [c, q] : counters) redisFree(c);
   }
   std::fputs(r.ToText(name).c_str(), stderr);
   rusage usage{};

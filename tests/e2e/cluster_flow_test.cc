@@ -1,6 +1,8 @@
 // The mesh on a real Redis Cluster (3 masters + 3 replicas): the binaries
 // get the nodes as seeds and tell the cluster from INFO cluster; queues whose
 // slots live on every master run through the whole API.
+#include <sys/wait.h>
+
 #include <fstream>
 #include <map>
 #include <memory>
@@ -144,8 +146,21 @@ TEST_F(ClusterFlowTest, APartitionedQueueSpansTheMastersAndChangingKUnderLoadLos
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(q.partitions(), k);
   };
-  // Tasks flow while K goes 1 -> 3 -> 5 -> 2.
-  for (int k : {3, 5, 2}) {
+  // taskctl partition sets K (what an operator runs).
+  {
+    auto taskctl = testing::Process::Start(
+        {testing::BinaryPath("cli/taskctl"), absl::StrCat("--server=", mesh_->address()),
+         "partition", absl::StrCat("queues/", hot), "3"},
+        {}, absl::StrCat(mesh_->dir(), "/taskctl.log"));
+    ASSERT_TRUE(taskctl.ok()) << taskctl.status();
+    auto status = (*taskctl)->Wait(absl::Seconds(10));
+    ASSERT_TRUE(status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+        << (*taskctl)->Log();
+    EXPECT_NE((*taskctl)->Log().find("\"partitions\": 3"), std::string::npos) << (*taskctl)->Log();
+  }
+  for (int i = 0; i < 40; ++i) names.push_back(CreateOk(hot, "echo").name());
+  // Tasks flow while K goes 3 -> 5 -> 2.
+  for (int k : {5, 2}) {
     set_partitions(k);
     for (int i = 0; i < 40; ++i) names.push_back(CreateOk(hot, "echo").name());
   }
