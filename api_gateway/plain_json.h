@@ -8,7 +8,9 @@
 // field, bytes, a float, an escape in a string, null, an unknown or repeated
 // name, a number that is not a plain integer) makes it give up, and the
 // caller lets protobuf's parser do the whole body, with its checks and
-// messages.
+// messages. Measured alone (bench/gateway/plain_json_benchmark): 30-60x
+// cheaper than protobuf's parser on bodies it takes. fuzz/plain_json_fuzzer.cc
+// checks that what it takes, protobuf reads the same way.
 //
 // Example:
 //   if (!EncodePlainJson(body, method->input_type(), &bytes)) {

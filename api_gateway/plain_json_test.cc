@@ -20,6 +20,13 @@ TEST(PlainJsonTest, PlainObjectsEncodeAsProtobufsParserReadsThem) {
            R"( { "flag" : true , "color" : "GREEN", "displayName": "d", "i32": "42" } )",
            R"({"flag":false,"color":1,"display_name":"snake","inner":{"text":"t","deep":{}}})",
            R"({"i32":-2147483648,"s64":"-9223372036854775808","u64":0})",
+           // Edges the differential fuzzer (fuzz/plain_json_fuzzer.cc) checks too.
+           R"({"i32":-0,"s32":-0,"i64":"-0","sf64":"-0"})",
+           R"({"i32":"007","u64":"00000000000000000001","i64":"-0000000000000000001"})",
+           R"({"color":-1})",                 // proto3 enums are open: any int32
+           R"({"color":2147483647})",
+           "{\"id\":\"\xe2\x80\xa8\xf4\x8f\xbf\xbf\x7f/\"}",  // raw UTF-8, DEL, a slash
+           "\t{\"i32\":1}\r\n ",
        }) {
     std::string bytes;
     ASSERT_TRUE(EncodePlainJson(body, Thing::descriptor(), &bytes)) << body;

@@ -22,6 +22,7 @@ packages=(
   libboost-dev                     # api_gateway: Boost.Beast and Asio (header-only)
   libgoogle-perftools-dev          # api_gateway: tcmalloc
   libnghttp2-dev                   # api_gateway: its HTTP/2 (gRPC) upstream client
+  nlohmann-json3-dev               # api_gateway: the OpenAPI document (header-only)
   clang-14 libclang-rt-14-dev      # api_gateway/fuzz: libFuzzer, ASan, UBSan
   curl                             # scripts/run_local.sh: api_gateway readiness
   lua-check                        # broker/lua: luacheck over the Lua scripts (a test)

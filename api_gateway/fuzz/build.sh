@@ -5,7 +5,8 @@
 #
 #   api_gateway/fuzz/build.sh [OUT_DIR]     (default: /tmp/taskmesh-fuzz)
 #
-# Produces OUT_DIR/path_template_fuzzer and OUT_DIR/json_request_fuzzer.
+# Produces OUT_DIR/path_template_fuzzer, OUT_DIR/json_request_fuzzer and
+# OUT_DIR/plain_json_fuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-/tmp/taskmesh-fuzz}
@@ -21,19 +22,26 @@ protoc -Iprotos -Iapi_gateway/testdata -I/usr/include --cpp_out="$gen" \
 protoc -Iprotos -Iapi_gateway/testdata -I/usr/include --cpp_out="$gen" \
   --include_imports --include_source_info --descriptor_set_out="$gen/transcoding.pb" \
   gatewaytest/v1/transcoding.proto
-# The descriptor set compiled in, as Bazel's embed_file does.
-{
-  echo '#include "api_gateway/testdata/transcoding_descriptor_set.h"'
-  echo 'namespace taskmesh::embedded { namespace { alignas(8) const unsigned char kData[] = {'
-  od -An -v -tx1 "$gen/transcoding.pb" | sed -e 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'
-  echo '}; }'
-  echo 'const absl::string_view kTranscodingDescriptorSet(reinterpret_cast<const char*>(kData), sizeof(kData)); }'
-} >"$gen/transcoding_descriptor_set.cc"
-{
-  echo '#pragma once'
-  echo '#include "absl/strings/string_view.h"'
-  echo 'namespace taskmesh::embedded { extern const absl::string_view kTranscodingDescriptorSet; }'
-} >"$gen/api_gateway/testdata/transcoding_descriptor_set.h"
+protoc -Iprotos -I/usr/include --include_imports --include_source_info \
+  --descriptor_set_out="$gen/taskmesh.pb" \
+  taskmesh/v1/task.proto taskmesh/v1/queue.proto taskmesh/v1/task_service.proto taskmesh/v1/periodic.proto
+# The descriptor sets compiled in, as Bazel's embed_file does: embed FILE NAME SYMBOL.
+embed() {
+  {
+    echo "#include \"api_gateway/$2.h\""
+    echo 'namespace taskmesh::embedded { namespace { alignas(8) const unsigned char kData[] = {'
+    od -An -v -tx1 "$1" | sed -e 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'
+    echo '}; }'
+    echo "const absl::string_view $3(reinterpret_cast<const char*>(kData), sizeof(kData)); }"
+  } >"$gen/$(basename "$2").cc"
+  {
+    echo '#pragma once'
+    echo '#include "absl/strings/string_view.h"'
+    echo "namespace taskmesh::embedded { extern const absl::string_view $3; }"
+  } >"$gen/api_gateway/$2.h"
+}
+embed "$gen/transcoding.pb" testdata/transcoding_descriptor_set kTranscodingDescriptorSet
+embed "$gen/taskmesh.pb" taskmesh_descriptor_set kTaskmeshDescriptorSet
 
 flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I. -I"$gen" -Wno-deprecated-declarations)
@@ -52,4 +60,9 @@ echo "build.sh: path_template_fuzzer"
 echo "build.sh: json_request_fuzzer"
 "$CXX" "${flags[@]}" api_gateway/fuzz/json_request_fuzzer.cc "${common[@]}" "${translation[@]}" \
   "${libs[@]}" -o "$out/json_request_fuzzer"
-echo "build.sh: built $out/path_template_fuzzer $out/json_request_fuzzer"
+echo "build.sh: plain_json_fuzzer"
+"$CXX" "${flags[@]}" api_gateway/fuzz/plain_json_fuzzer.cc api_gateway/json_scan.cc \
+  api_gateway/plain_json.cc api_gateway/descriptors.cc "$gen/google/rpc/status.pb.cc" \
+  "$gen/transcoding_descriptor_set.cc" "$gen/taskmesh_descriptor_set.cc" "${libs[@]}" \
+  -o "$out/plain_json_fuzzer"
+echo "build.sh: built $out/path_template_fuzzer $out/json_request_fuzzer $out/plain_json_fuzzer"
