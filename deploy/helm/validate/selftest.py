@@ -168,6 +168,16 @@ def m_no_low_stream(objs, v):
                               if not t["metadata"]["stream"].endswith(":stream:low")]
 
 
+def m_partitions_unwatched(objs, v):
+    # The workers may see 2 partitions of `default`; the triggers watch 1.
+    env(objs, "worker", "TASKMESH_PARTITION_LIMITS")["value"] = "default=2"
+
+
+def m_service_partition_limit(objs, v):
+    # The task_service would let `default` have 64 partitions; KEDA watches 1.
+    env(objs, "task-service", "TASKMESH_PARTITION_LIMITS")["value"] = ""
+
+
 def m_file_flag(objs, v):
     env(objs, "worker", "TASKMESH_PERIODIC_CONFIG")["value"] = "/etc/periodic-tasks.json"
 
@@ -471,6 +481,10 @@ CASES = [
      "no lagCount trigger for taskmesh:{default}:stream:low", m_no_low_stream),
     ("autoscaling: in-flight work keeps the pool up", "autoscaling", "no pendingEntriesCount trigger",
      m_no_pending_trigger),
+    ("autoscaling: every partition has triggers", "autoscaling",
+     "no lagCount trigger for taskmesh:{default~1}:stream", m_partitions_unwatched),
+    ("autoscaling: the task_service keeps partitions within the triggers", "autoscaling",
+     "lets queue 'default' have 64 partitions", m_service_partition_limit),
     ("autoscaling: no replicas under an HPA", "autoscaling", "sets replicas although", m_replicas_with_hpa),
     ("autoscaling: CPU HPA needs CPU requests", "autoscaling", "needs a cpu request", m_hpa_no_cpu_request),
     ("network: allow-all to Redis is caught", "network", "unneeded flow allowed: outsider", m_np_allow_all_redis),
