@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "common/backoff.h"
 #include "common/logging.h"
 #include "redis/cluster_client.h"
 #include "redis/open.h"
@@ -38,7 +39,7 @@ AutoClient::~AutoClient() {
 }
 
 void AutoClient::Detect() {
-  absl::Duration backoff = absl::Milliseconds(100);
+  Backoff backoff(absl::Milliseconds(100), absl::Seconds(2));
   bool logged = false;
   while (!stop_.notified()) {
     absl::StatusOr<Mode> mode = DetectMode(url_, options_);
@@ -75,8 +76,7 @@ void AutoClient::Detect() {
       log::Warning("waiting for redis", {{"error", status.message()}});
       logged = true;
     }
-    if (stop_.WaitFor(backoff)) return;
-    backoff = std::min(backoff * 2, absl::Seconds(2));
+    if (stop_.WaitFor(backoff.Next())) return;
   }
 }
 

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/backoff.h"
 #include "common/logging.h"
 
 namespace taskmesh::redis {
@@ -239,7 +240,7 @@ void Client::Run(int index) {
   // max_batch 0 would take nothing from a non-empty queue, forever.
   const size_t max_batch = std::max<size_t>(1, options_.max_batch);
   std::unique_ptr<Connection> conn;
-  absl::Duration backoff = options_.min_backoff;
+  Backoff backoff(options_.min_backoff, options_.max_backoff);
   std::vector<Pending> batch;
   batch.reserve(std::min<size_t>(max_batch, 4096));
 
@@ -275,12 +276,11 @@ void Client::Run(int index) {
           }
         }
         for (Pending& p : failed) std::move(p.done)(connected.status());
-        if (!WaitBackoff(backoff)) break;
-        backoff = std::min(backoff * 2, options_.max_backoff);
+        if (!WaitBackoff(backoff.Next())) break;
         continue;
       }
       conn = *std::move(connected);
-      backoff = options_.min_backoff;
+      backoff.Reset();
       {
         absl::MutexLock lock(&mu_);
         if (live_.fetch_add(1) == 0 && !down_status_.ok()) {

@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "common/backoff.h"
 #include "common/logging.h"
 #include "redis/connection.h"
 
@@ -46,7 +47,7 @@ bool Subscriber::down() const {
 
 void Subscriber::Run() {
   const std::string endpoint = DescribeEndpoint(node_);
-  absl::Duration backoff = absl::Milliseconds(50);
+  Backoff backoff(absl::Milliseconds(50), absl::Seconds(1));
   while (!stop_.notified()) {
     absl::StatusOr<std::unique_ptr<Connection>> conn = Connection::Connect(node_);
     if (!conn.ok()) {
@@ -54,11 +55,10 @@ void Subscriber::Run() {
         absl::MutexLock lock(&mu_);
         down_ = true;
       }
-      stop_.WaitFor(backoff);
-      backoff = std::min(backoff * 2, absl::Seconds(1));
+      stop_.WaitFor(backoff.Next());
       continue;
     }
-    backoff = absl::Milliseconds(50);
+    backoff.Reset();
     {
       absl::MutexLock lock(&mu_);
       connected_ = true;

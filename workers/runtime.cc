@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "broker/partitions.h"
 #include "broker/task_codec.h"
+#include "common/backoff.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "redis/connection.h"
@@ -262,7 +263,7 @@ void Worker::FetchLoop() {
   // The partitions fetched from (RefreshPartitions), and when to look again.
   std::vector<std::string> queues;
   absl::Time next_refresh = absl::InfinitePast();
-  absl::Duration backoff = absl::Milliseconds(50);
+  Backoff backoff(absl::Milliseconds(50), absl::Seconds(2));
   absl::Status last_error;
   absl::Time next_reclaim = absl::Now();
   size_t rotate = 0;
@@ -277,9 +278,7 @@ void Worker::FetchLoop() {
     conns.clear();
     groups = false;
     connected_ = false;
-    const absl::Duration d = backoff;
-    backoff = std::min(backoff * 2, absl::Seconds(2));
-    return pause(d);
+    return pause(backoff.Next());
   };
   auto capacity = [&]() {
     absl::MutexLock lock(&mu_);
@@ -303,7 +302,7 @@ void Worker::FetchLoop() {
     if (!groups) {
       groups = true;
       connected_ = true;
-      backoff = absl::Milliseconds(50);
+      backoff.Reset();
       if (!last_error.ok()) log::Info("fetch connection restored");
       last_error = absl::OkStatus();
     }
@@ -372,7 +371,7 @@ void Worker::FetchLoop() {
       if (!failed(error)) break;
       continue;
     }
-    backoff = absl::Milliseconds(50);
+    backoff.Reset();
   }
   connected_ = false;
 }
