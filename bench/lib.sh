@@ -4,7 +4,8 @@
 # build, Redis INFO cpu, and results.jsonl records.
 #
 # The caller sets, before sourcing: T0 (start time), OUT, RESULTS, PY, PEERS,
-# PROFILE, NODE_DIR; before calling start_workers: BIN.
+# PROFILE, NODE_DIR (and GO_DIR, else /var/cache/taskmesh/bench-go); before
+# calling start_workers: BIN.
 
 # Load settings, the same for taskmesh, the echo ceiling and the cluster runs
 # (each from its BENCH_* variable).
@@ -99,7 +100,49 @@ install_deps() {
       cp bench/peers/node/package.json bench/peers/node/package-lock.json "$NODE_DIR/"
       (cd "$NODE_DIR" && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     fi
+    build_asynq_peer
   fi
+}
+
+# build_asynq_peer: builds bench/peers/asynq into $GO_DIR/bin and sets
+# ASYNQ_PEER to it; without a Go toolchain, or when its pinned modules can be
+# neither found in $GO_DIR/mod nor fetched, says why, records an
+# "asynq_skipped" line and leaves ASYNQ_PEER empty (the run goes on without
+# that peer). The module and build caches are $GO_DIR's, outside the
+# checkout: after the first fetch the build runs offline (GOPROXY=off).
+GO_DIR=${GO_DIR:-/var/cache/taskmesh/bench-go}
+ASYNQ_PEER=
+build_asynq_peer() {
+  local go why
+  ASYNQ_PEER=
+  if [[ -n "${BENCH_GO:-}" ]]; then go=$BENCH_GO
+  elif [[ -x /usr/local/go/bin/go ]]; then go=/usr/local/go/bin/go
+  else go=$(command -v go || true); fi
+  if [[ -z "$go" || ! -x "$go" ]]; then
+    if [[ -n "${BENCH_GO:-}" ]]; then why="BENCH_GO=$BENCH_GO is not an executable"
+    else why="neither /usr/local/go/bin/go nor go on PATH"; fi
+    asynq_skipped "no Go toolchain ($why; Go >= 1.22 needed)"
+    return 0
+  fi
+  mkdir -p "$GO_DIR/bin"
+  local env=(GOTOOLCHAIN=local "GOFLAGS=-mod=readonly -buildvcs=false" GOWORK=off
+             "GOMODCACHE=$GO_DIR/mod" "GOCACHE=$GO_DIR/build")
+  local build=(env "${env[@]}" GOPROXY=off "$go" build -trimpath -o "$GO_DIR/bin/asynq-peer" .)
+  : >"$OUT/asynq_build.log"
+  if ! (cd bench/peers/asynq && "${build[@]}") >>"$OUT/asynq_build.log" 2>&1; then
+    log "go: fetching the Asynq peer's modules (pinned by bench/peers/asynq/go.sum) into $GO_DIR/mod"
+    if ! (cd bench/peers/asynq && env "${env[@]}" timeout 300 "$go" mod download &&
+          "${build[@]}") >>"$OUT/asynq_build.log" 2>&1; then
+      why=$(grep -v '^go: downloading' "$OUT/asynq_build.log" | tail -1)
+      asynq_skipped "its Go build failed ($($go version 2>/dev/null | cut -d' ' -f3)): ${why:-see $OUT/asynq_build.log}"
+      return 0
+    fi
+  fi
+  ASYNQ_PEER=$GO_DIR/bin/asynq-peer
+}
+asynq_skipped() {
+  log "Asynq peer SKIPPED: $1"
+  $PY -c 'import json,sys; print(json.dumps({"name": "asynq_skipped", "why": sys.argv[1]}))' "$1" >>"$RESULTS"
 }
 
 # -------------------------------------------------------------------- redis

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # bench/run.sh: one command that measures taskmesh against the Redis ceiling,
-# the gRPC ceiling and its peers (BullMQ, Celery), in one run, on this machine.
+# the gRPC ceiling and its peers (BullMQ, Celery, Asynq), in one run, on this
+# machine.
 #
 #   bench/run.sh                 the whole run (about 4-6 minutes; bounded by 10)
 #   BENCH_REPS=1 bench/run.sh    one repetition of each figure (quick look)
-#   BENCH_PEERS=0 bench/run.sh   without BullMQ and Celery
+#   BENCH_PEERS=0 bench/run.sh   without BullMQ, Celery and Asynq
 #   BENCH_PROFILE=1 bench/run.sh also a perf profile of the end-to-end run
 #                                (not part of the 10-minute budget)
 #
@@ -25,7 +26,12 @@
 #      Redis CPU time (INFO cpu, before and after) per task or message;
 #   7. peers in the same run: BullMQ 6.7 (one worker process, concurrency 50,
 #      addBulk) and Celery 5.2 (Debian's python3-celery, prefork 2), no-op
-#      tasks on the same private Redis;
+#      tasks on the same private Redis; and Asynq 0.25.1 (Go,
+#      bench/peers/asynq: one server process, the worker's concurrency of
+#      lib.sh, taskmesh's end-to-end task count, enqueued from as many
+#      goroutines as loadgen keeps CreateTasks in flight: Asynq has no bulk
+#      enqueue), skipped with a clear message when Go or its modules are
+#      missing;
 # then prints every figure with its ratio to the ceilings and to each peer
 # (bench/summarize.py), and leaves everything in $BENCH_OUT.
 #
@@ -33,7 +39,9 @@
 # persistence) on a free port; every process it starts is stopped on exit.
 # Installs what it needs, idempotently: Debian packages and, from npm,
 # bullmq + ioredis into /var/cache/taskmesh/bench-node (bench/peers/node's
-# package-lock.json).
+# package-lock.json); builds the Asynq peer with the Go toolchain, its
+# modules (pinned by bench/peers/asynq/go.sum) and build cache in
+# /var/cache/taskmesh/bench-go (fetched once, offline after that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -53,8 +61,16 @@ RESULTS=$OUT/results.jsonl
 T0=$(date +%s)
 PY=/usr/bin/python3
 NODE_DIR=/var/cache/taskmesh/bench-node
+GO_DIR=/var/cache/taskmesh/bench-go
 
 source bench/lib.sh
+# Asynq: taskmesh's end-to-end count and the worker's concurrency (lib.sh);
+# its only enqueue is one task per call, so the producer keeps as many calls
+# in flight as loadgen does for CreateTask. Its idle round trip is about 1 s
+# (the processor polls an empty queue every 0.5-1.5 s), hence few of them.
+PEER_TASKS_ASYNQ=${BENCH_ASYNQ_TASKS:-$E2E_TASKS}
+ASYNQ_PRODUCERS=${BENCH_ASYNQ_PRODUCERS:-$CONCURRENCY}
+ASYNQ_ROUNDTRIPS=${BENCH_ASYNQ_ROUNDTRIPS:-10}
 
 # =================================================================== run
 log "output: $OUT"
@@ -89,7 +105,9 @@ rss_record task_service idle "$(rss_kb "${PIDS[task_service]}")"
 if ((PEERS)); then
   export NODE_PATH=$NODE_DIR/node_modules
   export TASKMESH_BENCH_REDIS_PORT=$RPORT C_FORCE_ROOT=1 PYTHONDONTWRITEBYTECODE=1
-  log "peers: BullMQ $(node -e "console.log(require('$NODE_DIR/node_modules/bullmq/package.json').version)"), Celery $($PY -c 'import celery; print(celery.__version__)')"
+  log "peers: BullMQ $(node -e "console.log(require('$NODE_DIR/node_modules/bullmq/package.json').version)"), Celery $($PY -c 'import celery; print(celery.__version__)'), Asynq $(
+    if [[ -n "$ASYNQ_PEER" ]]; then awk '$1 == "github.com/hibiken/asynq" {print $2}' bench/peers/asynq/go.mod
+    else echo "skipped (see above)"; fi)"
   # Celery's worker stays up for the whole run (it starts slowly); idle, it
   # only waits in BRPOP.
   (cd bench/peers/celery && exec $PY -m celery -A tasks worker --pool=prefork --concurrency=2 \
@@ -217,6 +235,29 @@ for i in $(seq "$REPS"); do
     r=$(result_of "$OUT/celery_rt.$i.out")
     record "$r" "$(load_field),\"rep\":$i"
     log "   Celery round trip: p50 $(field "$r" p50_us) us, p99 $(field "$r" p99_us) us"
+  fi
+  if ((PEERS)) && [[ -n "$ASYNQ_PEER" ]] && (($(left) > 45)); then
+    flush
+    start asynq_worker "$OUT/asynq_worker.$i.log" "$ASYNQ_PEER" worker "$RPORT" bench "$WORKER_CONCURRENCY"
+    for _ in $(seq 100); do grep -q ready "$OUT/asynq_worker.$i.log" && break; sleep 0.05; done
+    ((i == 1)) && rss_record asynq_worker idle "$(rss_kb "${PIDS[asynq_worker]}")"
+    b=$(rcpu)
+    wb=$(cpu_s "${PIDS[asynq_worker]}")
+    timeout 150 "$ASYNQ_PEER" bench "$RPORT" bench e2e "$PEER_TASKS_ASYNQ" "$ASYNQ_PRODUCERS" \
+      >"$OUT/asynq_e2e.$i.out" 2>"$OUT/asynq_e2e.$i.err" || true
+    a=$(rcpu)
+    wa=$(cpu_s "${PIDS[asynq_worker]}")
+    rcli info commandstats >"$OUT/asynq_e2e.$i.commandstats"
+    r=$(result_of "$OUT/asynq_e2e.$i.out")
+    record "$r" "$(cpu_fields "$b" "$a" "$(field "$r" e2e_succeeded)"),$(proc_cpu_fields worker "$wb" "$wa" "$(field "$r" e2e_succeeded)"),\"worker_concurrency\":$WORKER_CONCURRENCY,$(load_field),\"rep\":$i"
+    log "   Asynq end to end: $(field "$r" e2e_tasks_per_s) tasks/s (enqueue $(field "$r" enqueue_per_s)/s)"
+    timeout 60 "$ASYNQ_PEER" bench "$RPORT" bench roundtrip "$ASYNQ_ROUNDTRIPS" \
+      >"$OUT/asynq_rt.$i.out" 2>"$OUT/asynq_rt.$i.err" || true
+    r=$(result_of "$OUT/asynq_rt.$i.out")
+    record "$r" "$(load_field),\"rep\":$i"
+    log "   Asynq round trip: p50 $(field "$r" p50_us) us, p99 $(field "$r" p99_us) us"
+    ((i == REPS)) && rss_record asynq_worker load "$(hwm_kb "${PIDS[asynq_worker]}")"
+    stop asynq_worker
   fi
 done
 if ((PEERS)); then

@@ -50,7 +50,7 @@ def fmt(x, unit=""):
     if x is None:
         return "—"
     if unit == "ms":
-        return f"{x / 1000:.2f} ms"
+        return f"{x / 1000:,.0f} ms" if x >= 100000 else f"{x / 1000:.2f} ms"
     if unit == "us":
         return f"{x:.1f} µs"
     if abs(x) >= 100:
@@ -196,27 +196,52 @@ def main(out):
     c_cpu = f.med("celery_e2e", "redis_cpu_us_per_item")
     c50 = f.med("celery_roundtrip", "p50_us")
     c99 = f.med("celery_roundtrip", "p99_us")
+    a_e2e = f.med("asynq_e2e", "e2e_tasks_per_s")
+    a_enq = f.med("asynq_e2e", "enqueue_per_s")
+    a_cpu = f.med("asynq_e2e", "redis_cpu_us_per_item")
+    a50 = f.med("asynq_roundtrip", "p50_us")
+    a99 = f.med("asynq_roundtrip", "p99_us")
 
-    p("| figure | taskmesh | ceiling | taskmesh / ceiling | BullMQ | taskmesh / BullMQ | Celery | taskmesh / Celery |")
-    p("|---|---|---|---|---|---|---|---|")
+    producers = int(f.med("asynq_e2e", "producers") or 0)
+    a_enq_how = f"Client.Enqueue ×{producers} in flight" if producers else "Client.Enqueue"
+    p("| figure | taskmesh | ceiling | taskmesh / ceiling | BullMQ | taskmesh / BullMQ | Celery | "
+      "taskmesh / Celery | Asynq | taskmesh / Asynq |")
+    p("|---|---|---|---|---|---|---|---|---|---|")
     p(f"| end to end, no-op tasks/s | {with_spread(f, 'e2e', 'e2e_tasks_per_s')} | "
       f"{with_spread(f, 'stream_cycle', 'msgs_per_s')} msgs/s (stream cycle) | {ratio(e2e, cyc, True)} | "
       f"{with_spread(f, 'bullmq_e2e', 'e2e_tasks_per_s')} | {ratio(e2e, b_e2e)} | "
-      f"{with_spread(f, 'celery_e2e', 'e2e_tasks_per_s')} | {ratio(e2e, c_e2e)} |")
-    p(f"| enqueue tasks/s (BatchCreateTasks ×100 / addBulk ×1000 / apply_async) | {fmt(e2e_enq)} | "
-      f"— | — | {fmt(b_enq)} | {ratio(e2e_enq, b_enq)} | {fmt(c_enq)} | {ratio(e2e_enq, c_enq)} |")
+      f"{with_spread(f, 'celery_e2e', 'e2e_tasks_per_s')} | {ratio(e2e, c_e2e)} | "
+      f"{with_spread(f, 'asynq_e2e', 'e2e_tasks_per_s')} | {ratio(e2e, a_e2e)} |")
+    p(f"| enqueue tasks/s (BatchCreateTasks ×100 / addBulk ×1000 / apply_async / {a_enq_how}) | "
+      f"{fmt(e2e_enq)} | — | — | {fmt(b_enq)} | {ratio(e2e_enq, b_enq)} | {fmt(c_enq)} | "
+      f"{ratio(e2e_enq, c_enq)} | {fmt(a_enq)} | {ratio(e2e_enq, a_enq)} |")
     p(f"| Redis CPU per task, end to end | {fmt(e2e_cpu, 'us')} | {fmt(cyc_cpu, 'us')} per message | "
       f"{ratio(e2e_cpu, cyc_cpu)} | {fmt(b_cpu, 'us')} | {ratio(e2e_cpu, b_cpu)} | {fmt(c_cpu, 'us')} | "
-      f"{ratio(e2e_cpu, c_cpu)} |")
+      f"{ratio(e2e_cpu, c_cpu)} | {fmt(a_cpu, 'us')} | {ratio(e2e_cpu, a_cpu)} |")
     p(f"| CreateTask unary, closed loop, req/s | {with_spread(f, 'create_max', 'rps')} | "
-      f"{with_spread(f, 'echo_create', 'rps')} (gRPC echo) | {ratio(create, echo, True)} | — | — | — | — |")
+      f"{with_spread(f, 'echo_create', 'rps')} (gRPC echo) | {ratio(create, echo, True)} | — | — | — | — | — | — |")
     p(f"| Redis CPU per CreateTask | {fmt(create_cpu, 'us')} | {fmt(cyc_cpu, 'us')} per message | "
-      f"{ratio(create_cpu, cyc_cpu)} | — | — | — | — |")
+      f"{ratio(create_cpu, cyc_cpu)} | — | — | — | — | — | — |")
     p(f"| round trip at idle, p50 | {with_spread(f, 'roundtrip', 'p50_us', 'ms')} | — | — | "
-      f"{fmt(b50, 'ms')} | {ratio(rt50, b50)} | {fmt(c50, 'ms')} | {ratio(rt50, c50)} |")
+      f"{fmt(b50, 'ms')} | {ratio(rt50, b50)} | {fmt(c50, 'ms')} | {ratio(rt50, c50)} | "
+      f"{fmt(a50, 'ms')} | {ratio(rt50, a50)} |")
     p(f"| round trip at idle, p99 | {with_spread(f, 'roundtrip', 'p99_us', 'ms')} | — | — | "
-      f"{fmt(b99, 'ms')} | {ratio(rt99, b99)} | {fmt(c99, 'ms')} | {ratio(rt99, c99)} |")
+      f"{fmt(b99, 'ms')} | {ratio(rt99, b99)} | {fmt(c99, 'ms')} | {ratio(rt99, c99)} | "
+      f"{fmt(a99, 'ms')} | {ratio(rt99, a99)} |")
     p("")
+    skipped = [r.get("why", "?") for r in f.rows if r.get("name") == "asynq_skipped"]
+    if skipped:
+        p(f"Asynq was not measured in this run: {skipped[0]}.")
+        p("")
+    elif a_e2e is not None:
+        a_n = f.values("asynq_roundtrip", "ok")
+        p(f"Asynq: {fmt(f.med('asynq_e2e', 'e2e_tasks'))} tasks per round, a server of concurrency "
+          f"{int(f.med('asynq_e2e', 'worker_concurrency') or 0)}; its worker processed "
+          f"{with_spread(f, 'asynq_e2e', 'drain_after_enqueue_per_s')} tasks/s on the backlog left when the "
+          f"producer finished ({fmt(f.med('asynq_e2e', 'done_at_enqueue_end'))} of them done by then); "
+          f"its processor polls an empty queue every 0.5–1.5 s (TaskCheckInterval, 1 s by default), "
+          f"which sets its idle round trip ({int(sum(a_n))} round trips over {len(a_n)} rounds).")
+        p("")
 
     p("CreateTask latency, open loop (latency from each request's intended start):")
     p("")
@@ -248,6 +273,8 @@ def main(out):
         return f.med(name, field)
 
     def client_us(name, count_field):
+        if count_field in ("producer_cpu_us_per_item",):  # measured by the producer itself
+            return med(name, count_field)
         rows = [r for r in f.rows if r.get("name") == name and "loadgen_cpu_s" in r]
         vals = [r["loadgen_cpu_s"] * 1e6 / max(1, r.get(count_field, 0)) for r in rows]
         return statistics.median(vals) if vals else None
@@ -270,6 +297,8 @@ def main(out):
         "redis_cpu_us_per_item", None)
     row("Celery end to end (producer not measured)", "celery_e2e", None, "worker_cpu_us_per_item",
         "redis_cpu_us_per_item", None)
+    row("Asynq end to end (producer: its enqueue phase)", "asynq_e2e", None, "worker_cpu_us_per_item",
+        "redis_cpu_us_per_item", "producer_cpu_us_per_item")
     p(f"| raw stream cycle (per message) | — | — | {fmt(med('stream_cycle', 'redis_cpu_us_per_item'), 'us')} | — | — |")
     p("")
 
